@@ -83,7 +83,7 @@ def greedy_map_dpp(
     relevance: np.ndarray,
     k: int,
     times: Optional[np.ndarray] = None,
-    eps: float = 1e-9,
+    eps: float = 1e-4,
 ) -> list[int]:
     """Greedy MAP inference for ``L = diag(r)·(E Eᵀ)·diag(r)``.
 
@@ -92,7 +92,8 @@ def greedy_map_dpp(
         relevance: ``(n,)`` relevance in ``[0, 1]`` (see :func:`minmax_relevance`).
         k: How many to choose (fewer when there are fewer candidates).
         times: ``(n,)`` candidate timestamps for the fallback fill (default: the indices).
-        eps: Marginal gains at or below ``eps · max(diag L)`` end the greedy phase.
+        eps: Marginal gains at or below ``eps · max(diag L)`` end the greedy phase (a frame that
+            close to the chosen ones is a duplicate at float16 storage precision).
 
     Returns:
         Indices of the chosen candidates in ascending order.

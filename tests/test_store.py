@@ -1,0 +1,144 @@
+"""Frame-embedding store: computed once, reused across processes, atomic, keyed by content."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from agent_tools import store as store_mod
+from agent_tools.errors import VideoReadError
+from agent_tools.store import FrameEmbeddingStore, fingerprint_file
+from agent_tools.synthetic import write_indexed_video
+
+
+def test_embeds_once_and_reuses(tmp_path, clip20, tiny_encoder, monkeypatch):
+    st = FrameEmbeddingStore(tmp_path / "cache", tiny_encoder)
+    calls = []
+    entry = st.get(clip20, progress=lambda d, t: calls.append((d, t)))
+    assert len(entry) == 40 and entry.embeddings.dtype == np.float16 and entry.embeddings.shape == (40, 64)
+    assert entry.timestamps.tolist() == pytest.approx([k * 0.5 for k in range(40)])
+    assert calls[-1] == (40, 40)
+    side = st.path_for(clip20)
+    assert side.exists() and tmp_path / "cache" in side.parents and clip20.parent not in side.parents
+    meta = json.loads(side.read_text())
+    assert meta["count"] == 40 and meta["encoder"] == "tiny-untrained" and meta["sample_fps"] == 2.0
+
+    # a second store (a new process's view) must not decode or encode anything
+    def boom(*a, **k):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(store_mod, "open_video", boom)
+    monkeypatch.setattr(tiny_encoder, "encode_images", boom)
+    again = FrameEmbeddingStore(tmp_path / "cache", tiny_encoder).get(clip20)
+    np.testing.assert_array_equal(again.embeddings, entry.embeddings)
+
+
+def test_embeddings_match_direct_encoding(tmp_path, clip20, tiny_encoder):
+    from agent_tools.video import fit_size, open_video
+
+    entry = FrameEmbeddingStore(tmp_path, tiny_encoder).get(clip20)
+    with open_video(clip20) as r:
+        (t, rgb), = r.frames_at([6.5], size=fit_size(160, 120, tiny_encoder.image_size))
+    direct = tiny_encoder.encode_images(rgb[None])[0]
+    np.testing.assert_allclose(entry.embeddings_f32[13], direct, atol=2e-3)
+
+
+def test_rate_and_encoder_are_part_of_the_key(tmp_path, clip20, tiny_encoder):
+    a = FrameEmbeddingStore(tmp_path, tiny_encoder, sample_fps=2.0)
+    b = FrameEmbeddingStore(tmp_path, tiny_encoder, sample_fps=1.0)
+    assert a.path_for(clip20) != b.path_for(clip20)
+    assert len(b.get(clip20)) == 20
+
+
+def test_fingerprint_follows_content_not_name(tmp_path, clip20):
+    copy = tmp_path / "renamed.mp4"
+    copy.write_bytes(clip20.read_bytes())
+    assert fingerprint_file(copy) == fingerprint_file(clip20)
+    other = write_indexed_video(tmp_path / "other.mp4", duration=20, fps=10, size=(160, 120), seed=2)
+    assert fingerprint_file(other) != fingerprint_file(clip20)
+
+
+def test_crash_before_sidecar_leaves_no_entry(tmp_path, clip20, tiny_encoder, monkeypatch):
+    st = FrameEmbeddingStore(tmp_path, tiny_encoder)
+    real = store_mod._atomic_write
+
+    def crash_on_sidecar(path, write):
+        if path.suffix == ".json":
+            raise KeyboardInterrupt("simulated crash")
+        real(path, write)
+
+    monkeypatch.setattr(store_mod, "_atomic_write", crash_on_sidecar)
+    with pytest.raises(KeyboardInterrupt):
+        st.get(clip20)
+    monkeypatch.setattr(store_mod, "_atomic_write", real)
+    fresh = FrameEmbeddingStore(tmp_path, tiny_encoder)
+    assert not fresh.has(clip20)
+    assert not list(fresh.path_for(clip20).parent.glob(".*.tmp"))
+    assert len(fresh.get(clip20)) == 40 and fresh.has(clip20)
+
+
+def test_damaged_entry_is_recomputed(tmp_path, clip20, tiny_encoder):
+    st = FrameEmbeddingStore(tmp_path, tiny_encoder)
+    st.get(clip20)
+    npy = st.path_for(clip20).with_suffix(".npy")
+    npy.write_bytes(b"garbage")
+    fresh = FrameEmbeddingStore(tmp_path, tiny_encoder)
+    assert len(fresh.get(clip20)) == 40
+
+
+def test_corrupt_and_truncated_videos_raise(tmp_path, clip20, tiny_encoder):
+    st = FrameEmbeddingStore(tmp_path / "c", tiny_encoder)
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 4096)
+    with pytest.raises(VideoReadError, match="bad.mp4"):
+        st.get(bad)
+    # a "faststart" file (index first) cut in half opens fine but stops decoding early
+    import av
+
+    fast = tmp_path / "fast.mp4"
+    with av.open(str(clip20)) as src, av.open(str(fast), "w", options={"movflags": "faststart"}) as dst:
+        s_in = src.streams.video[0]
+        s_out = dst.add_stream_from_template(s_in)
+        for pkt in src.demux(s_in):
+            if pkt.dts is None:
+                continue
+            pkt.stream = s_out
+            dst.mux(pkt)
+    data = fast.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(VideoReadError, match="cut.mp4"):
+        st.get(cut)
+
+
+def test_concurrent_processes_compute_once(tmp_path, clip20):
+    cache = tmp_path / "shared"
+    script = textwrap.dedent(
+        f"""
+        import sys, numpy as np
+        from agent_tools.encoders import load_encoder
+        from agent_tools import store as S
+        enc = load_encoder("tiny-untrained", device="cpu")
+        real = enc.encode_images
+        def counted(*a, **k):
+            print("ENCODED", flush=True)
+            return real(*a, **k)
+        enc.encode_images = counted
+        e = S.FrameEmbeddingStore({str(cache)!r}, enc).get({str(clip20)!r})
+        np.save(sys.argv[1], e.embeddings)
+        """
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(tmp_path / f"out{i}.npy")], stdout=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    encoded = [o.count("ENCODED") for o in outs]
+    assert sorted(encoded)[0] == 0 and sorted(encoded)[1] >= 1  # exactly one process did the work
+    np.testing.assert_array_equal(np.load(tmp_path / "out0.npy"), np.load(tmp_path / "out1.npy"))
