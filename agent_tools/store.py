@@ -146,6 +146,8 @@ class FrameEmbeddingStore:
         batch_size: Frames per encoder call.
         backend: Video backend for the embedding pass (``"auto"`` picks the sequential default).
         memory_items: How many videos to keep in memory after loading.
+        decode_workers: Parallel decoder threads for the embedding pass (default: 2 for videos
+            of a minute or more on multi-core machines, else 1).
     """
 
     def __init__(
@@ -156,6 +158,7 @@ class FrameEmbeddingStore:
         batch_size: int = 64,
         backend: str = "auto",
         memory_items: int = 16,
+        decode_workers: Optional[int] = None,
     ):
         if sample_fps <= 0:
             raise ValueError(f"sample_fps must be > 0, got {sample_fps}")
@@ -164,6 +167,7 @@ class FrameEmbeddingStore:
         self.sample_fps = float(sample_fps)
         self.batch_size = batch_size
         self.backend = backend
+        self.decode_workers = decode_workers
         self._memory: OrderedDict[tuple, FrameEmbeddings] = OrderedDict()
         self._memory_items = memory_items
         self._mem_lock = threading.Lock()
@@ -253,47 +257,70 @@ class FrameEmbeddingStore:
     # -- computing ----------------------------------------------------------------
     def _compute(self, path: Path, fp: str, progress: Optional[ProgressFn]) -> FrameEmbeddings:
         t0 = time.perf_counter()
-        reader = open_video(path, backend=self.backend, access="sequential")
-        info = reader.info
+        with open_video(path, backend=self.backend, access="sequential") as probe_reader:
+            info = probe_reader.info
         total = max(1, int(np.ceil(info.duration * self.sample_fps - 1e-6)))
         size = fit_size(info.width, info.height, short_side=self.encoder.image_size)
-        batches: "queue.Queue" = queue.Queue(maxsize=4)
+        # Split long videos into segments walked by parallel decoder threads (FFmpeg releases
+        # the GIL); segment bounds are sample times, so every sample belongs to one segment.
+        workers = self.decode_workers or (min(2, os.cpu_count() or 1) if info.duration >= 60 else 1)
+        step = 1.0 / self.sample_fps
+        bounds = [round(total * i / workers) * step for i in range(workers)] + [None]
+        batches: "queue.Queue" = queue.Queue(maxsize=4 * workers)
         failure: list[BaseException] = []
+        cancel = threading.Event()
 
-        def decode() -> None:  # runs in a thread: FFmpeg releases the GIL while decoding
+        def decode(start: float, end: Optional[float]) -> None:
             ts_buf: list[float] = []
             img_buf: list[np.ndarray] = []
             try:
-                for t, rgb in reader.iter_sampled(self.sample_fps, size=size):
-                    ts_buf.append(t)
-                    img_buf.append(rgb)
-                    if len(img_buf) == self.batch_size:
+                with open_video(path, backend=self.backend, access="sequential") as reader:
+                    for t, rgb in reader.iter_sampled(self.sample_fps, size=size, start=start, end=end):
+                        if cancel.is_set():
+                            return
+                        ts_buf.append(t)
+                        img_buf.append(rgb)
+                        if len(img_buf) == self.batch_size:
+                            batches.put((ts_buf, np.stack(img_buf)))
+                            ts_buf, img_buf = [], []
+                    if img_buf:
                         batches.put((ts_buf, np.stack(img_buf)))
-                        ts_buf, img_buf = [], []
-                if img_buf:
-                    batches.put((ts_buf, np.stack(img_buf)))
             except BaseException as exc:  # handed to the consumer
                 failure.append(exc)
             finally:
                 batches.put(None)
 
-        worker = threading.Thread(target=decode, name="videoseek-decode", daemon=True)
-        worker.start()
+        threads = [
+            threading.Thread(target=decode, args=(bounds[i], bounds[i + 1]), name=f"videoseek-decode-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for th in threads:
+            th.start()
         all_ts: list[float] = []
         all_emb: list[np.ndarray] = []
+        finished = 0
         try:
-            while True:
+            while finished < workers:
                 item = batches.get()
                 if item is None:
-                    break
+                    finished += 1
+                    continue
+                if failure:
+                    continue  # drain; the error is raised below
                 ts, imgs = item
                 all_emb.append(self.encoder.encode_images(imgs, batch_size=self.batch_size).astype(np.float16))
                 all_ts.extend(ts)
                 if progress:
                     progress(min(len(all_ts), total), total)
         finally:
-            worker.join()
-            reader.close()
+            cancel.set()
+            while any(th.is_alive() for th in threads):
+                try:  # unblock producers waiting on a full queue
+                    batches.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            for th in threads:
+                th.join()
         if failure:
             exc = failure[0]
             if isinstance(exc, VideoReadError):
@@ -301,6 +328,12 @@ class FrameEmbeddingStore:
             raise VideoReadError(path, f"decoding failed ({type(exc).__name__}: {exc})") from exc
         if not all_ts:
             raise VideoReadError(path, "no frame could be decoded (corrupt or truncated file?)")
+        order = np.argsort(np.asarray(all_ts), kind="stable")
+        ts_sorted = np.asarray(all_ts, dtype=np.float64)[order]
+        emb_sorted = np.concatenate(all_emb)[order]
+        keep = np.concatenate([[True], np.diff(ts_sorted) > 1e-9])  # a frame shared by two segments
+        ts_sorted, emb_sorted = ts_sorted[keep], emb_sorted[keep]
+        all_ts = ts_sorted.tolist()
         expected_last = info.duration - 1.0 / self.sample_fps
         if all_ts[-1] < expected_last - max(2.0, 0.1 * info.duration):
             raise VideoReadError(
@@ -311,8 +344,8 @@ class FrameEmbeddingStore:
             progress(total, total)
         log.info("embedded %d frames of %s in %.2fs", len(all_ts), path.name, time.perf_counter() - t0)
         return FrameEmbeddings(
-            timestamps=np.asarray(all_ts, dtype=np.float64),
-            embeddings=np.concatenate(all_emb),
+            timestamps=ts_sorted,
+            embeddings=emb_sorted,
             fingerprint=fp,
             info=info,
             encoder_key=self.encoder.cache_key,

@@ -142,3 +142,18 @@ def test_concurrent_processes_compute_once(tmp_path, clip20):
     encoded = [o.count("ENCODED") for o in outs]
     assert sorted(encoded)[0] == 0 and sorted(encoded)[1] >= 1  # exactly one process did the work
     np.testing.assert_array_equal(np.load(tmp_path / "out0.npy"), np.load(tmp_path / "out1.npy"))
+
+
+def test_parallel_segments_equal_one_pass(tmp_path, tiny_encoder):
+    from agent_tools.synthetic import read_frame_index
+    from agent_tools.video import open_video
+
+    video = write_indexed_video(tmp_path / "long.mp4", duration=75, fps=8, size=(64, 48), scene_seconds=5, gop=40)
+    one = FrameEmbeddingStore(tmp_path / "a", tiny_encoder, decode_workers=1).get(video)
+    two = FrameEmbeddingStore(tmp_path / "b", tiny_encoder, decode_workers=3).get(video)
+    assert len(one) == 150
+    np.testing.assert_array_equal(one.timestamps, two.timestamps)
+    np.testing.assert_array_equal(one.embeddings, two.embeddings)
+    with open_video(video) as r:
+        frames = r.frames_at(two.timestamps[::10].tolist())
+    assert [read_frame_index(rgb) for _, rgb in frames] == [round(t * 8) for t in two.timestamps[::10]]

@@ -108,11 +108,18 @@ class VideoReader(abc.ABC):
         """
 
     @abc.abstractmethod
-    def iter_sampled(self, fps: float, size: Optional[tuple[int, int]] = None) -> Iterator[Frame]:
+    def iter_sampled(
+        self,
+        fps: float,
+        size: Optional[tuple[int, int]] = None,
+        start: float = 0.0,
+        end: Optional[float] = None,
+    ) -> Iterator[Frame]:
         """Walk the video once, yielding the frame on screen every ``1/fps`` seconds.
 
-        A frame is yielded at most once (when ``fps`` exceeds the video's rate the output
-        is the video's own frames).
+        Sample times are ``k / fps`` inside ``[start, end)`` (default: the whole video). A frame
+        is yielded at most once per call (when ``fps`` exceeds the video's rate the output is
+        the video's own frames).
         """
 
     def preview(self, n: int, size: Optional[tuple[int, int]] = None) -> list[Frame]:

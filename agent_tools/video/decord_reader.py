@@ -97,11 +97,19 @@ class DecordReader(VideoReader):
         arrays = self._batch(uniq, size)
         return [(float(self._starts[uniq[j]]), arrays[j]) for j in inverse]
 
-    def iter_sampled(self, fps: float, size: Optional[tuple[int, int]] = None) -> Iterator[Frame]:
+    def iter_sampled(
+        self,
+        fps: float,
+        size: Optional[tuple[int, int]] = None,
+        start: float = 0.0,
+        end: Optional[float] = None,
+    ) -> Iterator[Frame]:
         if fps <= 0:
             raise ValueError("fps must be > 0")
-        n = max(1, int(np.ceil(self._info.duration * fps - _EPS)))
-        idx = np.unique(self._index_at(np.arange(n) / fps))
+        stop = self._info.duration if end is None else min(end, self._info.duration)
+        k0 = max(0, int(np.ceil(start * fps - _EPS)))
+        k1 = max(k0, int(np.ceil(stop * fps - _EPS)))
+        idx = np.unique(self._index_at(np.arange(k0, k1) / fps))
         for lo in range(0, len(idx), _BATCH):
             chunk = idx[lo : lo + _BATCH]
             arrays = self._batch(chunk, size)

@@ -8,8 +8,9 @@ seeking again.
 
 from __future__ import annotations
 
-import bisect
+import math
 import os
+import threading
 from typing import Iterator, Optional, Sequence
 
 import av
@@ -24,6 +25,9 @@ __all__ = ["PyAVReader"]
 # Decode forward instead of seeking when the next target is at most this far ahead.
 _FORWARD_DECODE_SECONDS = 2.0
 _EPS = 1e-6
+# On the way to a sparse target, non-reference frames presented more than this much
+# earlier are skipped by the decoder (decode order runs at most a few frames ahead of pts).
+_SKIP_MARGIN_SECONDS = 0.5
 
 
 def _reason(exc: Exception) -> str:
@@ -36,8 +40,10 @@ class PyAVReader(VideoReader):
 
     backend = "pyav"
 
-    def __init__(self, path: str | os.PathLike, threads: int = 0):
+    def __init__(self, path: str | os.PathLike, threads: int = 0, parallel: Optional[bool] = None):
         super().__init__(path)
+        # sparse reads of 4+ far-apart frames use a second decoder thread on multi-core machines
+        self._parallel = (os.cpu_count() or 1) > 1 if parallel is None else parallel
         try:
             self._container = av.open(str(self.path), "r")
         except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
@@ -51,6 +57,8 @@ class PyAVReader(VideoReader):
             self._stream.thread_count = threads
         self._info: Optional[VideoInfo] = None
         self._dec: Optional[Iterator] = None
+        self._skip_until: Optional[float] = None
+        self._sample_step: Optional[float] = None
         self._prev = None  # last frame decoded with time <= the last target
         self._pending = None  # one frame of look-ahead
         self._info = self._read_info()
@@ -105,13 +113,37 @@ class PyAVReader(VideoReader):
         except av.error.FFmpegError as exc:
             raise VideoReadError(self.path, f"decoding failed ({exc}); the file may be corrupt or truncated") from exc
 
+    def _decode_from_here(self) -> Iterator:
+        """Decode forward, letting the decoder drop non-reference frames nobody will look at.
+
+        ``self._skip_until`` (seconds): packets presented before it are decoded with
+        ``skip_frame=NONREF`` (used on the way to a sparse target). ``self._sample_step``: in a
+        sampling pass, a packet whose display span holds no sample time is decoded with
+        ``NONREF`` too. Reference frames are always decoded, so later frames stay exact.
+        """
+        cc = self._stream.codec_context
+        tb = self._stream.time_base
+        for packet in self._container.demux(self._stream):
+            skip = False
+            if packet.pts is not None:
+                t = float(packet.pts * tb)
+                if self._skip_until is not None and t < self._skip_until:
+                    skip = True
+                elif self._sample_step and packet.duration:
+                    step = self._sample_step
+                    nxt = math.ceil(t / step - _EPS) * step  # first sample time at or after t
+                    skip = nxt >= t + float(packet.duration * tb) - _EPS
+            cc.skip_frame = "NONREF" if skip else "DEFAULT"
+            yield from packet.decode()
+        cc.skip_frame = "DEFAULT"
+
     def _seek(self, t: float) -> None:
         target = int(max(0.0, t) / self._stream.time_base)
         try:
             self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
         except av.error.FFmpegError as exc:
             raise VideoReadError(self.path, f"seek to {t:.3f}s failed ({exc})") from exc
-        self._dec = self._container.decode(self._stream)
+        self._dec = self._decode_from_here()
         self._prev = None
         self._pending = None
 
@@ -129,6 +161,7 @@ class PyAVReader(VideoReader):
             or self._frame_time(cur) > t + _EPS
             or t - self._frame_time(cur) > _FORWARD_DECODE_SECONDS
         )
+        self._skip_until = t - _SKIP_MARGIN_SECONDS
         if need_seek:
             self._seek(t)
         while True:
@@ -147,7 +180,11 @@ class PyAVReader(VideoReader):
         raise VideoReadError(self.path, f"no frame could be decoded near {t:.3f}s (corrupt or truncated file?)")
 
     def frames_at(self, timestamps: Sequence[float], size: Optional[tuple[int, int]] = None) -> list[Frame]:
+        self._sample_step = None
         ts = self._check_times(timestamps)
+        uniq = np.unique(ts)
+        if self._parallel and len(uniq) >= 4 and uniq[-1] - uniq[0] > 2 * _FORWARD_DECODE_SECONDS:
+            return self._frames_at_parallel(ts, uniq, size)
         order = np.argsort(ts, kind="stable")
         out: list[Optional[Frame]] = [None] * len(ts)
         cache: dict[int, Frame] = {}
@@ -159,28 +196,73 @@ class PyAVReader(VideoReader):
             out[i] = cache[key]
         return out  # type: ignore[return-value]
 
-    def iter_sampled(self, fps: float, size: Optional[tuple[int, int]] = None) -> Iterator[Frame]:
+    def _frames_at_parallel(self, ts: np.ndarray, uniq: np.ndarray, size) -> list[Frame]:
+        """Split sorted targets between this reader and a second one decoding in a thread."""
+        half = len(uniq) // 2
+        result: dict[int, list[Frame]] = {}
+        errors: list[BaseException] = []
+
+        def second() -> None:
+            try:
+                with PyAVReader(self.path, parallel=False) as other:
+                    result[1] = other.frames_at(uniq[half:].tolist(), size=size)
+            except BaseException as exc:
+                errors.append(exc)
+
+        worker = threading.Thread(target=second, name="videoseek-fetch", daemon=True)
+        worker.start()
+        try:
+            saved, self._parallel = self._parallel, False
+            result[0] = self.frames_at(uniq[:half].tolist(), size=size)
+        finally:
+            self._parallel = saved
+            worker.join()
+        if errors:
+            raise errors[0]
+        lookup = dict(zip(uniq.tolist(), result[0] + result[1]))
+        return [lookup[float(t)] for t in ts]
+
+    def iter_sampled(
+        self,
+        fps: float,
+        size: Optional[tuple[int, int]] = None,
+        start: float = 0.0,
+        end: Optional[float] = None,
+    ) -> Iterator[Frame]:
+        """See :meth:`VideoReader.iter_sampled`; ``start``/``end`` restrict the sample times to
+        ``[start, end)`` so that several readers can walk segments of one file in parallel."""
         if fps <= 0:
             raise ValueError("fps must be > 0")
-        self._seek(0.0)
         step = 1.0 / fps
-        k = 0  # the next sample time is k * step
+        stop = self._info.duration if end is None else min(end, self._info.duration)
+        k = max(0, math.ceil(start / step - _EPS))  # the next sample time is k * step
+        if k * step >= stop - _EPS:
+            return
+        self._skip_until = None
+        self._sample_step = step
+        self._seek(k * step)
         prev = None
-        while True:
-            frame = self._next_frame()
-            if frame is None:
-                break
-            t = self._frame_time(frame)
-            # prev is on screen during [t_prev, t): it serves every sample time inside that span
-            if prev is not None and k * step < t - _EPS:
+        try:
+            while True:
+                frame = self._next_frame()
+                if frame is None:
+                    break
+                t = self._frame_time(frame)
+                # prev is on screen during [t_prev, t): it serves every sample time inside that span
+                if prev is not None and k * step < t - _EPS:
+                    yield self._frame_time(prev), self._to_rgb(prev, size)
+                    while k * step < t - _EPS:
+                        k += 1
+                    if k * step >= stop - _EPS:
+                        prev = None
+                        break
+                prev = frame
+            if prev is not None and k * step < stop - _EPS:
                 yield self._frame_time(prev), self._to_rgb(prev, size)
-                while k * step < t - _EPS:
-                    k += 1
-            prev = frame
-        if prev is not None and k * step < self._info.duration - _EPS:
-            yield self._frame_time(prev), self._to_rgb(prev, size)
-        self._dec = None
-        self._prev = self._pending = None
+        finally:
+            self._dec = None
+            self._sample_step = None
+            self._prev = self._pending = None
 
     def close(self) -> None:
         try:
