@@ -218,7 +218,8 @@ class TemporalSearcher:
         entry = self.store.get(video, progress=progress)
         duration = entry.info.duration
         start, end = self._window(start_time, end_time, duration)
-        qvec, kind, label = embed_query(self.encoder, query, self._text_cache)
+        with self._lock:  # the text cache is shared by concurrent callers (MCP, graphs)
+            qvec, kind, label = embed_query(self.encoder, query, self._text_cache)
 
         ts = entry.timestamps
         lo = int(np.searchsorted(ts, start - _EPS, side="left"))

@@ -9,6 +9,7 @@ Prints figures and ratios against baselines run in the same process:
 3. DPP time as the candidate count grows: our incremental greedy vs a baseline that builds the full
    n x n kernel first.
 4. Fetching 8 chosen frames from a 10-minute 320x240 video with a fresh reader, per backend (target ≤ 150 ms).
+5. Sequential sampling per backend (with 4, this picks ``open_video``'s default per access pattern).
 
 Run: ``python benchmarks/bench_temporal.py [--hours 1.0]``.
 """
@@ -147,6 +148,21 @@ def frame_fetch() -> None:
               f"{'MET' if min(pct(v, 50) for v in res.values()) <= 0.150 else 'MISSED'}")
 
 
+def backend_comparison() -> None:
+    """The two access patterns on both backends (this decides ``open_video``'s defaults)."""
+    from agent_tools.video import decord_available, open_video
+
+    video = synthetic_video("fetch_10min_320x240.mp4", 600, fps=25, size=(320, 240), gop_seconds=10)
+    if not decord_available():
+        print("  decord not installed: nothing to compare")
+        return
+    for backend in ("pyav", "decord"):
+        t0 = time.perf_counter()
+        with open_video(video, backend=backend) as r:
+            n = sum(1 for _ in r.iter_sampled(2.0, size=(86, 64)))
+        print(f"  sequential 2 fps over 10 min, {backend:>6}: {time.perf_counter() - t0:.2f} s ({n} frames, one reader)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--hours", type=float, default=1.0)
@@ -166,6 +182,8 @@ def main() -> None:
     dpp_scaling()
     print("\n[4] fetching the chosen frames")
     frame_fetch()
+    print("\n[5] backends per access pattern")
+    backend_comparison()
 
 
 if __name__ == "__main__":

@@ -95,6 +95,8 @@ def _bad_files(tmp_path, clip20):
     text.write_text("this is not a video\n" * 100)
     noise = tmp_path / "noise.mkv"
     noise.write_bytes(np.random.default_rng(0).integers(0, 256, 50_000, dtype=np.uint8).tobytes())
+    tiny = tmp_path / "tiny.mp4"
+    tiny.write_text("hello")
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
     data = clip20.read_bytes()
@@ -105,12 +107,13 @@ def _bad_files(tmp_path, clip20):
         "directory": (tmp_path, "directory"),
         "empty": (empty, "empty"),
         "text": (text, "not a readable video"),
+        "tiny": (tiny, "not a readable video"),
         "noise": (noise, "not a readable video"),
         "truncated": (truncated, ""),
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "directory", "empty", "text", "noise", "truncated"])
+@pytest.mark.parametrize("case", ["missing", "directory", "empty", "text", "tiny", "noise", "truncated"])
 @pytest.mark.parametrize("backend", ["auto"] + BACKENDS)
 def test_bad_files_raise_clear_errors_naming_the_file(tmp_path, clip20, case, backend):
     path, reason = _bad_files(tmp_path, clip20)[case]

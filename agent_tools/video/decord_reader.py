@@ -44,14 +44,19 @@ class DecordReader(VideoReader):
         self._threads = threads
         self._readers: dict[Optional[tuple[int, int]], object] = {}
         vr = self._reader(None)
-        n = len(vr)
-        if n == 0:
-            raise VideoReadError(self.path, "the video stream holds no frames")
-        # start time of every frame, from the demuxed packet index (no decoding)
-        self._starts = np.asarray(vr.get_frame_timestamp(range(n)))[:, 0].astype(np.float64)
-        fps = float(vr.get_avg_fps() or 0.0)
-        last_end = float(vr.get_frame_timestamp(n - 1)[1])
-        h, w = vr[0].shape[:2] if n else (0, 0)
+        try:
+            n = len(vr)
+            if n == 0:
+                raise VideoReadError(self.path, "the video stream holds no frames")
+            # start time of every frame, from the demuxed packet index (no decoding)
+            self._starts = np.asarray(vr.get_frame_timestamp(range(n)))[:, 0].astype(np.float64)
+            fps = float(vr.get_avg_fps() or 0.0)
+            last_end = float(vr.get_frame_timestamp(n - 1)[1])
+            h, w = vr[0].shape[:2]
+        except VideoReadError:
+            raise
+        except Exception as exc:  # decord raises bare RuntimeError/DECORDError on broken files
+            raise VideoReadError(self.path, f"not a readable video ({str(exc).splitlines()[0]})") from exc
         self._info = VideoInfo(
             path=str(self.path),
             duration=max(last_end, self._starts[-1]),

@@ -1,0 +1,176 @@
+"""``videoseek ask``: run a search policy over one video and show every turn.
+
+    videoseek ask VIDEO "question" --policy DIR|URL [--encoder NAME] [--max-turns 8]
+                  [--max-new-tokens N] [--verify] [--force-answer] [--model NAME] [--json]
+
+- ``--policy`` is a policy checkpoint directory (``save_pretrained`` files +
+  ``videoseek_policy.json``) or the base URL of an OpenAI-compatible server (``vllm serve``).
+  There is no default policy.
+- The encoder is ``--encoder``, else the one the manifest names, else ``VIDEOSEEK_ENCODER``.
+- Each turn prints its thought, the searched window, query and returned timestamps, or the
+  answer; ``--json`` prints the whole :class:`~agent_tools.graphs.Rollout` instead.
+
+Names: :func:`register` (adds ``ask`` to a Typer app), :func:`ask`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from agent_tools.errors import VideoseekError
+
+__all__ = ["register", "ask", "format_turn"]
+
+
+def format_turn(turn) -> list[str]:
+    """Human-readable lines for one :class:`~agent_tools.graphs.Turn`."""
+    from agent_tools.protocol import format_timestamps
+
+    lines = [f"turn {turn.index}"]
+    if turn.think:
+        thought = " ".join(turn.think.split())
+        lines.append(f"  thought: {thought[:300]}{'…' if len(thought) > 300 else ''}")
+    if turn.action == "tool_call":
+        args = turn.arguments
+        lines.append(f"  search:  {args.get('query', '')!r}")
+        if turn.window is not None:
+            lines.append(f"  window:  {turn.window[0]:.1f}s - {turn.window[1]:.1f}s")
+        if turn.timestamps:
+            lines.append(f"  frames:  {format_timestamps(turn.timestamps)}")
+        if turn.error:
+            lines.append(f"  error:   {turn.error}")
+    elif turn.action == "answer":
+        lines.append(f"  answer:  {turn.answer}")
+    else:
+        raw = " ".join(turn.text.split())
+        lines.append(f"  invalid: {turn.error} -- reply was {raw[:120]!r}")
+    return lines
+
+
+def ask(
+    video: Path = typer.Argument(..., help="Video file."),
+    question: str = typer.Argument(..., help="Question about the video."),
+    policy: str = typer.Option(
+        ..., "--policy", help="Policy directory (with videoseek_policy.json) or server URL."
+    ),
+    model: Optional[str] = typer.Option(None, "--model", help="Served model name (URL policies)."),
+    encoder: Optional[str] = typer.Option(
+        None, "--encoder", help="Encoder (default: the policy manifest's)."
+    ),
+    max_turns: int = typer.Option(8, "--max-turns", min=1, help="Turn budget, searches included."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="Tokens per turn."),
+    verify: bool = typer.Option(False, "--verify", help="Re-answer from the searched frames alone."),
+    force_answer: bool = typer.Option(
+        False, "--force-answer", help="Ask for an answer when the budget runs out."
+    ),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Frame-embedding cache directory."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N."),
+    json_out: bool = typer.Option(False, "--json", help="Print the rollout as JSON."),
+) -> None:
+    """Answer a question about VIDEO with a search policy, printing each turn."""
+    from rich.console import Console
+
+    err = Console(stderr=True)
+    try:
+        _ask(
+            video,
+            question,
+            policy,
+            model,
+            encoder,
+            max_turns,
+            max_new_tokens,
+            verify,
+            force_answer,
+            cache_dir,
+            device,
+            json_out,
+            err,
+        )
+    except VideoseekError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+
+
+def _ask(
+    video,
+    question,
+    policy_src,
+    model,
+    encoder,
+    max_turns,
+    max_new_tokens,
+    verify,
+    force_answer,
+    cache_dir,
+    device,
+    json_out,
+    err,
+) -> None:
+    from agent_tools.config import get_settings
+    from agent_tools.encoders import load_encoder
+    from agent_tools.graphs import AgentRunner, Rollout, build_temporal_graph
+    from agent_tools.policies import load_policy
+    from agent_tools.temporal import TemporalSearcher
+
+    policy = load_policy(policy_src, model=model, device=device or "auto")
+    manifest = policy.manifest
+    if manifest is not None and not manifest.trained:
+        err.print(
+            f"[yellow]warning:[/] policy {policy.name!r} is UNTRAINED (random weights); its turns are noise",
+            soft_wrap=True,
+        )
+    wanted = encoder or (manifest.encoder if manifest is not None else None)
+    if encoder and manifest is not None and manifest.encoder and encoder != manifest.encoder:
+        err.print(
+            f"[yellow]warning:[/] the policy was trained with encoder {manifest.encoder!r}, not {encoder!r}",
+            soft_wrap=True,
+        )
+    settings = get_settings(encoder=wanted, cache_dir=cache_dir, device=device)
+    enc = load_encoder(settings.encoder, device=settings.device)
+    if not getattr(enc, "trained", True):
+        err.print(
+            f"[yellow]warning:[/] encoder {enc.name!r} is untrained; search scores are not semantic",
+            soft_wrap=True,
+        )
+    searcher = TemporalSearcher(enc, settings=settings)
+    if not searcher.store.has(video):
+        from agent_tools.cli import progress_bar
+
+        with progress_bar(f"embedding {Path(video).name} at {settings.sample_fps:g} fps") as cb:
+            searcher.embeddings(video, progress=cb)
+    graph = build_temporal_graph(
+        policy,
+        searcher,
+        max_turns=max_turns,
+        verify=verify,
+        max_new_tokens=max_new_tokens,
+        force_answer=force_answer,
+    )
+    runner = AgentRunner(graph, max_turns=max_turns)
+    out = sys.stdout
+    for event in runner.stream(question, str(video)):
+        if isinstance(event, Rollout):
+            if json_out:
+                out.write(json.dumps(event.to_dict(), indent=2, default=str) + "\n")
+                return
+            out.write(f"answer: {event.answer if event.answer is not None else '(none)'}  [{event.status}]\n")
+            if event.verification is not None:
+                v = event.verification
+                verdict = "sufficient" if v["sufficient"] else "INSUFFICIENT"
+                out.write(
+                    f"verification: {verdict} evidence ({v['num_frames']} frames); re-answer: {v['answer']}\n"
+                )
+        elif not json_out:
+            out.write("\n".join(format_turn(event)) + "\n")
+            out.flush()
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``ask`` command to a Typer app."""
+    app.command("ask")(ask)

@@ -1,0 +1,337 @@
+"""The temporal search graph: a policy searches one video until it can answer.
+
+Nodes (see :func:`build_temporal_graph`)::
+
+    START -> preview -> policy -+-> seek -> policy ...        (a tool call)
+                                +-> policy                   (malformed reply: corrective tool message)
+                                +-> answer -> [verify] -> END (an answer, or the turn budget spent)
+
+- ``preview`` reads the video's duration and puts evenly spaced preview frames (as
+  references, each after its timestamp) and the question in the first user turn.
+- ``policy`` renders the conversation for the policy, which fetches the frames it needs,
+  and parses its reply (:func:`agent_tools.protocol.parse_action`).
+- ``seek`` runs ``searcher.seek`` with the coerced arguments; its result goes back as a tool
+  message of timestamp texts and frame references; search errors go back as error tool
+  messages the policy can correct. The first search in a new video embeds it; its progress
+  streams as ``custom`` events ``{"event": "embedding", "done", "total"}``.
+- ``answer`` finalises the status (``answered`` / ``budget_exhausted``), optionally asking
+  for a last answer when the budget ran out (``force_answer``).
+- ``verify`` (optional) is the completeness self-verification: the same policy re-answers
+  from the searched frames alone, and the result says whether that evidence sufficed.
+
+The builder returns an uncompiled ``StateGraph``; compile it with your own checkpointer, or
+add it to your graph as a subgraph (its input is :class:`TemporalInput`, its output
+:class:`TemporalOutput`, so a parent's ``messages`` are never touched).
+
+Usage::
+
+    graph = build_temporal_graph(policy, searcher, max_turns=8, verify=True).compile()
+    out = graph.invoke({"question": "What does the chef cut?", "video": "/videos/cooking.mp4"})
+    out["answer"], out["frames"]
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from typing import Any, Optional
+
+from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage, SystemMessage, ToolMessage
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import REMOVE_ALL_MESSAGES
+from langgraph.types import Overwrite
+
+from agent_tools import protocol
+from agent_tools.errors import InvalidArgumentError, VideoseekError
+from agent_tools.graphs.state import FrameRef, TemporalInput, TemporalOutput, TemporalState
+from agent_tools.policies.base import (
+    CachingResolver,
+    FrameResolver,
+    Policy,
+    frame_block,
+    text_block,
+    to_chat_messages,
+)
+
+__all__ = ["build_temporal_graph", "recursion_limit_for", "generation_metadata"]
+
+
+def recursion_limit_for(max_turns: int) -> int:
+    """Steps a run of ``max_turns`` turns can take (with verify): a sufficient ``recursion_limit``.
+
+    LangGraph 1.x defaults to 10 000 steps; older releases default to 25, which 8 turns fit
+    but more do not.
+    """
+    return 2 * max_turns + 8
+
+
+def generation_metadata(gen: Any, turn: int, action: protocol.Action) -> dict[str, Any]:
+    """What an assistant message records about its generation (for trainers and logs)."""
+    meta: dict[str, Any] = {
+        "turn": turn,
+        "action": action.kind,
+        "raw_text": gen.text,
+        "finish_reason": gen.finish_reason,
+        "prompt_tokens": gen.prompt_tokens,
+        "completion_tokens": gen.completion_tokens,
+        "seconds": round(float(gen.seconds), 4),
+    }
+    if gen.completion_ids is not None:
+        meta["completion_ids"] = list(gen.completion_ids)
+    if action.error:
+        meta["error"] = action.error
+    return meta
+
+
+def _normalise(text: Optional[str]) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", (text or "").lower()).strip()
+
+
+def build_temporal_graph(
+    policy: Policy,
+    searcher: Any,
+    *,
+    max_turns: int = 8,
+    verify: bool = False,
+    max_new_tokens: Optional[int] = None,
+    preview_frames: int = 8,
+    force_answer: bool = False,
+    frames: Optional[FrameResolver] = None,
+) -> StateGraph:
+    """Build the temporal search graph (uncompiled).
+
+    Args:
+        policy: The search policy.
+        searcher: A ``TemporalSearcher`` (``info``, ``preview``, ``seek``, ``frames``).
+        max_turns: Assistant turns allowed, searches and corrections included (default 8).
+        verify: Add the completeness self-verification node.
+        max_new_tokens: Tokens per turn (default: the policy's).
+        preview_frames: Frames in the first user turn (0 for none; capped at the searcher's
+            ``max_frames``).
+        force_answer: When the budget runs out without an answer, ask once more for one.
+        frames: Frame resolver for the policy (default ``searcher.frames``).
+
+    Returns:
+        A ``StateGraph`` over :class:`TemporalState`; call ``.compile(checkpointer=...)``.
+
+    Raises:
+        InvalidArgumentError: On a non-positive ``max_turns`` or negative ``preview_frames``.
+    """
+    if max_turns < 1:
+        raise InvalidArgumentError(f"max_turns must be >= 1, got {max_turns}")
+    if preview_frames < 0:
+        raise InvalidArgumentError(f"preview_frames must be >= 0, got {preview_frames}")
+    base_resolver = frames if frames is not None else getattr(searcher, "frames", None)
+    resolver = CachingResolver(base_resolver) if base_resolver is not None else None
+
+    cap = int(
+        getattr(searcher, "max_frames", protocol.MAX_FRAMES_PER_SEARCH) or protocol.MAX_FRAMES_PER_SEARCH
+    )
+    try:
+        takes_progress = "progress" in inspect.signature(searcher.seek).parameters
+    except (TypeError, ValueError):
+        takes_progress = False
+
+    def progress_kwargs() -> dict[str, Any]:
+        """Embedding progress of a first search in a new video, as ``custom`` stream events."""
+        if not takes_progress:
+            return {}
+        writer = get_stream_writer()
+
+        def report(done: int, total: int) -> None:
+            writer({"event": "embedding", "done": int(done), "total": int(total)})
+
+        return {"progress": report}
+
+    def preview(state: TemporalState) -> dict[str, Any]:
+        question, video = state.get("question"), state.get("video")
+        if not isinstance(question, str) or not question.strip():
+            raise InvalidArgumentError("the graph input needs a non-empty 'question' string")
+        if not isinstance(video, str) or not video:
+            raise InvalidArgumentError("the graph input needs 'video': a video path or id")
+        duration = float(searcher.info(video).duration)
+        blocks: list[dict[str, Any]] = []
+        if preview_frames:
+            sel = searcher.preview(video, num_frames=min(preview_frames, cap))
+            for t in sel.timestamps:
+                blocks += [text_block(protocol.format_timestamp(t)), frame_block(video, t)]
+        window = state.get("window")
+        win = (float(window[0]), float(window[1])) if window else None
+        blocks.append(text_block(protocol.user_prompt(question, duration, max_turns, window=win)))
+        return {
+            "duration": duration,
+            "messages": [
+                RemoveMessage(id=REMOVE_ALL_MESSAGES),
+                SystemMessage(content=protocol.system_prompt([protocol.SEEK_TOOL])),
+                HumanMessage(content=blocks),
+            ],
+            "frames": Overwrite([]),
+            "turn": 0,
+            "answer": None,
+            "status": "running",
+            "verification": None,
+        }
+
+    def policy_node(state: TemporalState) -> dict[str, Any]:
+        turn = int(state.get("turn", 0)) + 1
+        gen = policy.generate_details(
+            to_chat_messages(state["messages"]), max_new_tokens=max_new_tokens, frames=resolver
+        )
+        text = protocol.cleanup_response(gen.text)
+        action = protocol.parse_action(text)
+        meta = generation_metadata(gen, turn, action)
+        update: dict[str, Any] = {"turn": turn}
+        if action.kind == "tool_call":
+            call_id = f"call_{turn}"
+            ai = AIMessage(
+                content=text,
+                tool_calls=[
+                    {"name": action.name, "args": action.arguments, "id": call_id, "type": "tool_call"}
+                ],
+                response_metadata=meta,
+            )
+            update["messages"] = [ai]
+        elif action.kind == "answer":
+            update["messages"] = [AIMessage(content=text, response_metadata=meta)]
+            update["answer"] = action.answer
+        else:
+            update["messages"] = [
+                AIMessage(content=text, response_metadata=meta),
+                ToolMessage(
+                    content=protocol.corrective_text(action.error or "unreadable reply"),
+                    name="parse_error",
+                    tool_call_id=f"parse_error_{turn}",
+                    status="error",
+                ),
+            ]
+        return update
+
+    def seek(state: TemporalState) -> dict[str, Any]:
+        ai = state["messages"][-1]
+        call = ai.tool_calls[0]
+        turn = int(state.get("turn", 0))
+        video = state["video"]
+        args = protocol.coerce_seek_arguments(call["args"], state.get("duration"))
+        args["num_frames"] = min(args["num_frames"], cap)
+        try:
+            sel = searcher.seek(video, **args, **progress_kwargs())
+        except VideoseekError as exc:
+            return {
+                "messages": [
+                    ToolMessage(
+                        content=f"The search failed: {exc}",
+                        name=call["name"],
+                        tool_call_id=call["id"],
+                        status="error",
+                    )
+                ]
+            }
+        blocks: list[dict[str, Any]] = []
+        refs: list[FrameRef] = []
+        for f in sel.frames:
+            blocks += [text_block(protocol.format_timestamp(f.timestamp)), frame_block(video, f.timestamp)]
+            refs.append(
+                {
+                    "video": video,
+                    "timestamp": float(f.timestamp),
+                    "score": f.score,
+                    "turn": turn,
+                    "query": args["query"],
+                }
+            )
+        blocks.append(text_block(protocol.search_response_text(sel.timestamps)))
+        msg = ToolMessage(
+            content=blocks,
+            name=call["name"],
+            tool_call_id=call["id"],
+            artifact=sel.model_dump(mode="json"),
+        )
+        return {"messages": [msg], "frames": refs}
+
+    def answer(state: TemporalState) -> dict[str, Any]:
+        if state.get("answer"):
+            return {"status": "answered"}
+        update: dict[str, Any] = {"status": "budget_exhausted"}
+        if force_answer:
+            ask = HumanMessage(content=protocol.budget_text())
+            convo = to_chat_messages(list(state["messages"]) + [ask])
+            gen = policy.generate_details(convo, max_new_tokens=max_new_tokens, frames=resolver)
+            text = protocol.cleanup_response(gen.text)
+            action = protocol.parse_action(text)
+            turn = int(state.get("turn", 0)) + 1
+            meta = generation_metadata(gen, turn, action)
+            meta["forced"] = True
+            update["messages"] = [ask, AIMessage(content=text, response_metadata=meta)]
+            update["turn"] = turn
+            if action.kind == "answer":
+                update["answer"] = action.answer
+        return update
+
+    def verify_node(state: TemporalState) -> dict[str, Any]:
+        refs = sorted(state.get("frames") or [], key=lambda f: (f["video"], f["timestamp"]))
+        if not refs:
+            return {
+                "verification": {
+                    "answer": "I don't know",
+                    "sufficient": False,
+                    "agrees": False,
+                    "num_frames": 0,
+                    "reply": None,
+                }
+            }
+        blocks: list[dict[str, Any]] = []
+        for f in refs:
+            blocks += [
+                text_block(protocol.format_timestamp(f["timestamp"])),
+                frame_block(f["video"], f["timestamp"]),
+            ]
+        blocks.append(text_block(protocol.verify_user_text(state["question"])))
+        convo = [
+            {"role": "system", "content": protocol.VERIFY_SYSTEM_PROMPT},
+            {"role": "user", "content": blocks},
+        ]
+        gen = policy.generate_details(convo, max_new_tokens=max_new_tokens, frames=resolver)
+        re_answer = protocol.extract_answer(gen.text)
+        if re_answer is None:
+            re_answer = re.sub(r"<think>.*?(</think>|$)", "", gen.text, flags=re.DOTALL).strip()
+        sufficient = not protocol.is_insufficient(re_answer)
+        main = state.get("answer")
+        agrees = bool(main) and sufficient and _normalise(re_answer) == _normalise(main)
+        return {
+            "verification": {
+                "answer": re_answer,
+                "sufficient": sufficient,
+                "agrees": agrees,
+                "num_frames": len(refs),
+                "reply": gen.text,
+            }
+        }
+
+    def after_policy(state: TemporalState) -> str:
+        last = state["messages"][-1]
+        if state.get("answer"):
+            return "answer"
+        if isinstance(last, AIMessage) and last.tool_calls:
+            return "seek"
+        return "answer" if int(state.get("turn", 0)) >= max_turns else "policy"
+
+    def after_seek(state: TemporalState) -> str:
+        return "answer" if int(state.get("turn", 0)) >= max_turns else "policy"
+
+    g = StateGraph(TemporalState, input_schema=TemporalInput, output_schema=TemporalOutput)
+    g.add_node("preview", preview)
+    g.add_node("policy", policy_node)
+    g.add_node("seek", seek)
+    g.add_node("answer", answer)
+    g.add_edge(START, "preview")
+    g.add_edge("preview", "policy")
+    g.add_conditional_edges("policy", after_policy, ["seek", "policy", "answer"])
+    g.add_conditional_edges("seek", after_seek, ["policy", "answer"])
+    if verify:
+        g.add_node("verify", verify_node)
+        g.add_edge("answer", "verify")
+        g.add_edge("verify", END)
+    else:
+        g.add_edge("answer", END)
+    return g

@@ -1,0 +1,176 @@
+"""Policy backend over a local transformers vision-language model.
+
+Any image-text-to-text model with a chat template works: Qwen2.5-VL, Qwen3-VL, or
+another ``AutoModelForImageTextToText`` whose processor accepts ``text=`` and ``images=``.
+Frames reach the model as image blocks in the chat template, each preceded by its
+timestamp text; pixels exist only inside :meth:`TransformersPolicy._generate`.
+
+Names: :class:`TransformersPolicy` (``from_pretrained(path)``, ``generate``),
+:data:`STOP_STRINGS`.
+
+Usage::
+
+    policy = TransformersPolicy.from_pretrained("runs/grpo/checkpoint-500", device="cuda")
+    text = policy.generate(messages, frames=searcher.frames, max_new_tokens=256)
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from agent_tools.errors import InvalidArgumentError
+from agent_tools.policies.base import ChatMessage, Generation, Policy
+
+__all__ = ["TransformersPolicy", "STOP_STRINGS", "resolve_device"]
+
+#: Generation stops once a turn is complete.
+STOP_STRINGS = ("</tool_call>", "</answer>")
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; other values pass through."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class TransformersPolicy(Policy):
+    """A local VLM (model + processor) that writes one turn per call.
+
+    Args:
+        model: A transformers generation model taking the processor's outputs.
+        processor: Its processor (tokenizer + image processor + chat template).
+        name: Display name.
+        do_sample: Sample instead of greedy decoding (GRPO rollouts sample).
+        temperature: Sampling temperature (ignored when greedy).
+        top_p: Nucleus sampling mass (ignored when greedy).
+        stop_strings: Strings that end a turn early.
+        generation_kwargs: Extra ``generate`` keyword arguments.
+        **policy_kwargs: ``max_new_tokens``, ``max_side``, ``tool_role``, ``manifest``.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        *,
+        name: Optional[str] = None,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        stop_strings: Optional[tuple[str, ...]] = STOP_STRINGS,
+        generation_kwargs: Optional[dict[str, Any]] = None,
+        **policy_kwargs: Any,
+    ):
+        super().__init__(**policy_kwargs)
+        if (
+            getattr(processor, "chat_template", None) is None
+            and getattr(getattr(processor, "tokenizer", None), "chat_template", None) is None
+        ):
+            raise InvalidArgumentError("the processor has no chat template; set processor.chat_template")
+        self.model = model
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.name = (
+            name or getattr(getattr(model, "config", None), "_name_or_path", None) or type(model).__name__
+        )
+        self.do_sample = do_sample
+        self.temperature = temperature
+        self.top_p = top_p
+        self.stop_strings = tuple(stop_strings) if stop_strings else None
+        self.generation_kwargs = dict(generation_kwargs or {})
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        manifest: Any = None,
+        device: str = "auto",
+        dtype: Any = "auto",
+        **kwargs: Any,
+    ) -> "TransformersPolicy":
+        """Load model and processor from a ``save_pretrained`` directory (offline).
+
+        Args:
+            path: The directory.
+            manifest: Its :class:`~agent_tools.policies.manifest.PolicyManifest` (sets the
+                defaults for ``max_new_tokens``, ``max_side`` and ``tool_role``).
+            device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+            dtype: Torch dtype, or ``"auto"`` (bfloat16 on CUDA, float32 on CPU).
+            **kwargs: Constructor arguments.
+
+        Returns:
+            The policy, model in eval mode on ``device``.
+        """
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        dev = resolve_device(device)
+        if dtype == "auto":
+            dtype = torch.bfloat16 if dev.startswith("cuda") else torch.float32
+        processor = AutoProcessor.from_pretrained(str(path))
+        model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=dtype).to(dev).eval()
+        if manifest is not None:
+            kwargs.setdefault("max_new_tokens", manifest.max_new_tokens)
+            kwargs.setdefault("max_side", manifest.max_side)
+            kwargs.setdefault("tool_role", manifest.tool_role)
+            kwargs.setdefault("name", manifest.name or str(path))
+        return cls(model, processor, manifest=manifest, **kwargs)
+
+    def build_inputs(self, messages: list[ChatMessage]) -> Any:
+        """Chat template + processor: the model inputs for a prepared conversation."""
+        images: list[Any] = []
+        templated: list[ChatMessage] = []
+        for m in messages:
+            content = m.get("content")
+            if isinstance(content, list):
+                blocks = []
+                for b in content:
+                    if b.get("type") == "image":
+                        images.append(b["image"])
+                        blocks.append({"type": "image"})
+                    else:
+                        blocks.append(b)
+                templated.append({**m, "content": blocks})
+            else:
+                templated.append(m)
+        text = self.processor.apply_chat_template(templated, tokenize=False, add_generation_prompt=True)
+        if images:
+            inputs = self.processor(text=[text], images=images, return_tensors="pt")
+        else:
+            inputs = self.processor(text=[text], return_tensors="pt")
+        return inputs.to(self.model.device)
+
+    def _generate(self, messages: list[ChatMessage], max_new_tokens: int) -> Generation:
+        import torch
+
+        inputs = self.build_inputs(messages)
+        kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=self.do_sample)
+        if self.do_sample:
+            kwargs.update(temperature=self.temperature, top_p=self.top_p)
+        if self.stop_strings:
+            kwargs.update(stop_strings=list(self.stop_strings), tokenizer=self.tokenizer)
+        kwargs.update(self.generation_kwargs)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, **kwargs)
+        seconds = time.perf_counter() - t0
+        n_prompt = int(inputs["input_ids"].shape[1])
+        ids = out[0, n_prompt:].tolist()
+        eos = self.model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
+        finish = "stop" if (ids and ids[-1] in eos_ids) or len(ids) < max_new_tokens else "length"
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        return Generation(
+            text=text,
+            completion_ids=ids,
+            prompt_tokens=n_prompt,
+            completion_tokens=len(ids),
+            finish_reason=finish,
+            seconds=seconds,
+        )

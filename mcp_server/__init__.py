@@ -1,0 +1,16 @@
+"""videoseek's MCP server: the search engines as tools for Claude Desktop, Claude Code and any MCP host.
+
+- :mod:`mcp_server.server` - :func:`build_server` and the ``videoseek-mcp`` entry point :func:`main`.
+- :mod:`mcp_server.security` - media-root allow-list for video paths (:class:`MediaResolver`).
+- :mod:`mcp_server.media` - JPEG encoding of frames under a payload budget.
+- :mod:`mcp_server.models` - the tools' structured outputs.
+
+Usage::
+
+    videoseek-mcp                       # or: python -m mcp_server
+"""
+
+from .security import MediaResolver
+from .server import build_server, main
+
+__all__ = ["build_server", "main", "MediaResolver"]
