@@ -3,7 +3,8 @@
 - :mod:`mcp_server.server` - :func:`build_server` and the ``videoseek-mcp`` entry point :func:`main`.
 - :mod:`mcp_server.security` - media-root allow-list for video paths (:class:`MediaResolver`).
 - :mod:`mcp_server.media` - JPEG encoding of frames under a payload budget.
-- :mod:`mcp_server.models` - the tools' structured outputs.
+- :mod:`mcp_server.models` - :class:`VideoPage`, the page ``list_videos`` returns; the other tools'
+  structured outputs are the shared models of :mod:`agent_tools.types`.
 
 Usage::
 

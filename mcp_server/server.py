@@ -3,15 +3,28 @@
 The host's model is the search policy: it calls the tools below, looks at the frames they
 return and decides where to look next. Built on the ``mcp`` 2.x SDK (:class:`MCPServer`).
 
-Tools (names and argument names are a contract):
+Tools (names and argument names are a contract). Each returns readable content for the model
+and, as ``structuredContent``, the typed result every videoseek surface shares (the CLI's
+``--json``, the LangChain artifact and the graph state carry the same models):
 
 - ``seek_video_frames(video, query, start_time?, end_time?, num_frames?)`` - the frames of one
   video that best match a query inside a time window (TimeSearch-R's tool), as JPEG images
-  each preceded by its timestamp, plus structured output (:class:`~mcp_server.models.SeekFramesOutput`).
-- ``preview_video(video, num_frames?)`` - uniformly spaced frames and the duration.
-- ``search_moments(query, top_k?, video?)`` - ranked moments from the corpus index.
-- ``video_info(video)`` - container facts and index status of one video.
-- ``list_videos(status?, limit?, offset?)`` - a page of the indexed videos.
+  each preceded by its timestamp; an empty or blank query samples the window uniformly, as
+  :meth:`agent_tools.temporal.TemporalSearcher.seek` does. Structured output:
+  :class:`~agent_tools.types.FrameSelection`.
+- ``preview_video(video, num_frames?)`` - uniformly spaced frames and the duration
+  (:class:`~agent_tools.types.FrameSelection`).
+- ``search_moments(query, top_k?, video?)`` - ranked moments from the corpus index
+  (:class:`~agent_tools.types.MomentSearchResult`); an empty query is an error.
+- ``video_info(video)`` - container facts (:class:`~agent_tools.types.VideoInfo`); whether the
+  index holds the video is said in the text.
+- ``list_videos(status?, limit?, offset?)`` - a page of the indexed videos
+  (:class:`~mcp_server.models.VideoPage` of :class:`~agent_tools.types.VideoRecord`).
+
+A :class:`~agent_tools.types.FrameSelection`'s ``frames`` are exactly the frames whose images
+were sent, in time order, and its ``video`` is the index id when the index holds the video,
+else the ``video`` argument as given. What only this surface knows (JPEG size and quality,
+the file and its index status, frames left out to fit the payload) is in the text content.
 
 Resources: ``videoseek://videos`` (the index's videos), ``videoseek://videos/{video_id}``
 (one video's metadata) and ``videoseek://index/status`` (index, encoder and media roots).
@@ -71,18 +84,10 @@ from pydantic import Field
 from agent_tools.config import Settings, get_settings
 from agent_tools.errors import UnknownVideoError, VideoseekError
 from agent_tools.protocol import format_timestamp, format_timestamps
+from agent_tools.types import FrameSelection, MomentSearchResult, VideoInfo, VideoRecord
 
 from .media import DEFAULT_BUDGET, EncodedBatch, encode_frames
-from .models import (
-    ImageEncoding,
-    ListVideosOutput,
-    MomentOut,
-    PreviewOutput,
-    SearchMomentsOutput,
-    SeekFramesOutput,
-    VideoInfoOutput,
-    VideoSummary,
-)
+from .models import VideoPage
 from .security import MediaResolver, looks_like_url
 
 __all__ = [
@@ -111,7 +116,8 @@ videoseek searches long videos for you. Times are seconds from the start of a vi
   list_videos shows what is indexed.
 - Inside one video: preview_video(video) for an overview, then seek_video_frames(video, query,
   start_time, end_time) to look closer; narrow the window around promising timestamps and search
-  again until the frames answer the question. Base answers on what the frames show.
+  again until the frames answer the question (an empty query gives evenly spaced frames of the
+  window). Base answers on what the frames show.
 - `video` is an id from list_videos/search_moments or a file path under the server's media roots.
 """
 
@@ -656,13 +662,29 @@ async def _encode(
     return [hits[i] for i in keep], batch, len(hits) - len(keep)
 
 
-def _image_encoding(batch: EncodedBatch) -> ImageEncoding:
-    return ImageEncoding(
-        max_side=max((max(f.width, f.height) for f in batch.frames), default=batch.max_side),
-        quality=batch.quality,
-        total_base64_chars=batch.total_base64,
-        reduced=batch.downscaled,
-    )
+def _selection_sent(selection: FrameSelection, hits: list[Any]) -> FrameSelection:
+    """``selection`` with ``frames`` cut to the hits whose images are sent (pixels dropped)."""
+    return selection.model_copy(update={"frames": [h.model_copy(update={"image": None}) for h in hits]})
+
+
+def _index_text(target: ResolvedVideo) -> str:
+    if target.video_id is None:
+        return "not in the corpus index"
+    status = _status_text(_record_field(target.record, "status")) if target.record is not None else None
+    return f"in the corpus index as {target.video_id}" + (f" ({status})" if status else "")
+
+
+def _facts_text(target: ResolvedVideo, batch: Optional[EncodedBatch] = None) -> str:
+    """The facts only the MCP surface has: the file, its index status, how the images were sent."""
+    text = f"Video file {target.path}, {_index_text(target)}."
+    if batch is not None and batch.frames:
+        side = max(max(f.width, f.height) for f in batch.frames)
+        text += (
+            f" Images: JPEG quality {batch.quality}, longest side {side} px, "
+            f"{batch.total_base64} base64 characters in all"
+            + (" (reduced to fit the size limit)." if batch.downscaled else ".")
+        )
+    return text
 
 
 def _frames_content(
@@ -688,10 +710,13 @@ def _untrained_note(state: ServerState) -> list[TextContent]:
     ]
 
 
-def _check_query(query: str, tool: str) -> str:
+def _check_moment_query(query: str) -> str:
     if not isinstance(query, str) or not query.strip():
-        hint = " For evenly spaced frames use preview_video." if tool == "seek_video_frames" else ""
-        raise ToolError(f"query must describe what to look for (a non-empty string).{hint}")
+        raise ToolError(
+            "query must describe what to look for (a non-empty string): who or what, doing what, where. "
+            "To see evenly spaced frames of one video, use preview_video, or seek_video_frames with an "
+            "empty query."
+        )
     return query.strip()
 
 
@@ -773,7 +798,8 @@ def build_server(
             str,
             Field(
                 description="Describe the object, person, scene or event of interest in the video "
-                "thoroughly and clearly."
+                "thoroughly and clearly. An empty string returns frames evenly spaced over the window "
+                "instead (no search, no scores)."
             ),
         ],
         start_time: Annotated[
@@ -796,16 +822,16 @@ def build_server(
             ),
         ] = None,
         ctx: Context = None,  # type: ignore[assignment]
-    ) -> Annotated[CallToolResult, SeekFramesOutput]:
+    ) -> Annotated[CallToolResult, FrameSelection]:
         """Search and select video frames according to a textual query and a temporal window.
 
         Returns the frames of one video that best match the query inside [start_time, end_time]
         (relevant and mutually diverse), in time order, as images each preceded by its timestamp.
         Time is in seconds from the start of the video. Search the whole video first, then narrow
-        the window around promising timestamps and search again to look closer.
+        the window around promising timestamps and search again to look closer. With an empty
+        query the frames are evenly spaced over the window.
         """
         state = await _state(ctx)
-        query = _check_query(query, "seek_video_frames")
         if start_time is not None and end_time is not None and start_time >= end_time:
             raise ToolError(
                 f"start_time ({start_time:g}) must be less than end_time ({end_time:g}); both are seconds "
@@ -813,11 +839,11 @@ def build_server(
             )
         target = await _resolve(state, video)
         await _wait_for_embeddings(state, target, ctx, embed_wait_s)
-        selection = await _run_engine(
+        selection: FrameSelection = await _run_engine(
             state,
             lambda: state.temporal.seek(
                 target.path,
-                query,
+                query,  # empty or blank: uniform sampling of the window (TemporalSearcher.seek)
                 start_time=start_time,
                 end_time=end_time,
                 num_frames=num_frames or max_frames,
@@ -830,49 +856,35 @@ def build_server(
         hits, batch, dropped = await _encode(
             state, target, list(selection.frames), image_max_side, image_budget
         )
-        timestamps = [float(h.timestamp) for h in hits]
-        out = SeekFramesOutput(
-            video=target.ref,
-            video_id=target.video_id,
-            path=str(target.path),
-            query=query,
-            start_time=float(selection.start_time),
-            end_time=float(selection.end_time),
-            duration=float(selection.duration),
-            timestamps=timestamps,
-            scores=[None if h.score is None else float(h.score) for h in hits],
-            relevance=[None if h.relevance is None else float(h.relevance) for h in hits],
-            num_candidates=int(selection.num_candidates),
-            method=str(selection.method),
-            encoder=str(selection.encoder),
-            encoder_trained=bool(selection.encoder_trained),
-            sample_fps=float(selection.sample_fps),
-            images=_image_encoding(batch),
-        )
-        head = (
-            f"{len(hits)} frames of {target.ref} for {query!r} in "
-            f"[{format_timestamp(out.start_time)}, {format_timestamp(out.end_time)}] "
-            f"(video length {format_timestamp(out.duration)}):"
-        )
+        out = _selection_sent(selection, hits)
+        uniform = out.method == "uniform"
+        window = f"[{format_timestamp(out.start_time)}, {format_timestamp(out.end_time)}]"
+        if uniform:
+            what = f"evenly spaced frames of {out.video} (empty query)"
+        else:
+            what = f"frames of {out.video} for {out.query!r}"
+        head = f"{len(hits)} {what} in {window} (video length {format_timestamp(out.duration)}):"
         if hits:
             tail = (
-                f"These frames are at {format_timestamps(timestamps)}. If they answer the question, answer; "
-                "otherwise search again with a different query or a narrower time window."
+                f"These frames are at {format_timestamps(out.timestamps)}. If they answer the question, "
+                "answer; otherwise search again with a "
+                + ("query" if uniform else "different query")
+                + " or a narrower time window."
             )
         else:
             tail = (
                 "No frames were sampled in this window; widen it or check the video's length with video_info."
             )
         if dropped:
-            tail += (
-                f" ({dropped} lower-scoring frames were left out to keep the result under the size limit.)"
-            )
+            which = "" if uniform else "lower-scoring "
+            tail += f" ({dropped} {which}frames were left out to keep the result under the size limit.)"
         labels = [f"score {h.score:.3f}" for h in hits if h.score is not None]
         content = [
             *_untrained_note(state),
             TextContent(type="text", text=head),
-            *_frames_content(timestamps, batch, labels if len(labels) == len(hits) else None),
+            *_frames_content(out.timestamps, batch, labels if hits and len(labels) == len(hits) else None),
             TextContent(type="text", text=tail),
+            TextContent(type="text", text=_facts_text(target, batch)),
         ]
         return CallToolResult(content=content, structured_content=out.model_dump(mode="json"))
 
@@ -884,7 +896,7 @@ def build_server(
             int, Field(ge=1, le=max_frames, description=f"Evenly spaced frames to return, 1 to {max_frames}.")
         ] = max_frames,
         ctx: Context = None,  # type: ignore[assignment]
-    ) -> Annotated[CallToolResult, PreviewOutput]:
+    ) -> Annotated[CallToolResult, FrameSelection]:
         """Get an overview of one video: evenly spaced frames, each after its timestamp, and the duration.
 
         Use it first to see what a video contains and how long it is (seconds), then use
@@ -893,10 +905,14 @@ def build_server(
         state = await _state(ctx)
         target = await _resolve(state, video)
 
-        def run() -> tuple[Any, Any]:
+        def run() -> tuple[VideoInfo, FrameSelection]:
             info = state.temporal.info(target.path)
             selection = state.temporal.preview(
-                target.path, num_frames=num_frames, with_images=True, max_side=image_max_side
+                target.path,
+                num_frames=num_frames,
+                with_images=True,
+                max_side=image_max_side,
+                video_id=target.video_id or target.ref,
             )
             return info, selection
 
@@ -904,54 +920,41 @@ def build_server(
         hits, batch, dropped = await _encode(
             state, target, list(selection.frames), image_max_side, image_budget
         )
-        timestamps = [float(h.timestamp) for h in hits]
-        out = PreviewOutput(
-            video=target.ref,
-            video_id=target.video_id,
-            path=str(target.path),
-            duration=float(info.duration),
-            timestamps=timestamps,
-            fps=float(info.fps),
-            width=int(info.width),
-            height=int(info.height),
-            images=_image_encoding(batch),
-        )
+        out = _selection_sent(selection, hits)
         content = [
             TextContent(
                 type="text",
-                text=f"Preview of {target.ref}: {len(hits)} evenly spaced frames; the video lasts "
-                f"{format_timestamp(out.duration)} ({out.width}x{out.height}, {out.fps:g} fps)."
+                text=f"Preview of {out.video}: {len(hits)} evenly spaced frames; the video lasts "
+                f"{format_timestamp(out.duration)} ({info.width}x{info.height}, {info.fps:g} fps)."
                 + (
                     f" {dropped} frames were left out to keep the result under the size limit."
                     if dropped
                     else ""
                 ),
             ),
-            *_frames_content(timestamps, batch),
+            *_frames_content(out.timestamps, batch),
+            TextContent(type="text", text=_facts_text(target, batch)),
         ]
         return CallToolResult(content=content, structured_content=out.model_dump(mode="json"))
 
     # ------------------------------------------------------------------ video_info
     @tool("Video info")
-    async def video_info(video: VideoArg, ctx: Context = None) -> VideoInfoOutput:  # type: ignore[assignment]
+    async def video_info(
+        video: VideoArg,
+        ctx: Context = None,  # type: ignore[assignment]
+    ) -> Annotated[CallToolResult, VideoInfo]:
         """Get the facts of one video: duration in seconds, frame rate, size, codec, and index status."""
         state = await _state(ctx)
         target = await _resolve(state, video)
-        info = await _run_engine(state, lambda: state.temporal.info(target.path), f"probing {target.ref!r}")
-        record = target.record
-        return VideoInfoOutput(
-            video=target.ref,
-            video_id=target.video_id,
-            path=str(target.path),
-            duration=float(info.duration),
-            fps=float(info.fps),
-            frame_count=int(info.frame_count),
-            width=int(info.width),
-            height=int(info.height),
-            codec=info.codec,
-            indexed=record is not None,
-            index_status=None if record is None else _status_text(_record_field(record, "status")),
+        info: VideoInfo = await _run_engine(
+            state, lambda: state.temporal.info(target.path), f"probing {target.ref!r}"
         )
+        structured = info.model_dump(mode="json")
+        content = [
+            TextContent(type="text", text=json.dumps(structured, indent=2)),
+            TextContent(type="text", text=f"{target.ref} is {_index_text(target)}."),
+        ]
+        return CallToolResult(content=content, structured_content=structured)
 
     # ------------------------------------------------------------------ list_videos
     @tool("List indexed videos")
@@ -963,7 +966,7 @@ def build_server(
         limit: Annotated[int, Field(ge=1, le=_MAX_PAGE, description="Videos per page.")] = 50,
         offset: Annotated[int, Field(ge=0, description="Videos to skip (for paging).")] = 0,
         ctx: Context = None,  # type: ignore[assignment]
-    ) -> ListVideosOutput:
+    ) -> VideoPage:
         """List the videos in the corpus index (id, path, duration, status), a page at a time, sorted by path.
 
         The ids work as the `video` argument of the other tools.
@@ -976,15 +979,18 @@ def build_server(
         records = await _run_engine(state, run, "listing videos")
         page = records[offset : offset + limit]
         nxt = offset + limit if offset + limit < len(records) else None
-        return ListVideosOutput(
-            total=len(records), offset=offset, videos=[_summary(r) for r in page], next_offset=nxt
+        return VideoPage(
+            total=len(records), offset=offset, next_offset=nxt, videos=[_video_record(r) for r in page]
         )
 
     # ------------------------------------------------------------------ search_moments
     @tool("Search moments")
     async def search_moments(
         query: Annotated[
-            str, Field(description="Describe the moment to find: who or what, doing what, where.")
+            str,
+            Field(
+                description="Describe the moment to find: who or what, doing what, where (must not be empty)."
+            ),
         ],
         top_k: Annotated[int, Field(ge=1, le=_MAX_TOP_K, description="How many moments to return.")] = 5,
         video: Annotated[
@@ -992,18 +998,18 @@ def build_server(
             Field(description="Restrict the search to this indexed video (id or path); default: all videos."),
         ] = None,
         ctx: Context = None,  # type: ignore[assignment]
-    ) -> Annotated[CallToolResult, SearchMomentsOutput]:
+    ) -> Annotated[CallToolResult, MomentSearchResult]:
         """Search all indexed videos for the moments that match a description.
 
-        Returns ranked moments as (video id, start, end, score), times in seconds. Look at a moment
-        with seek_video_frames(video=<id>, query=..., start_time=<start>, end_time=<end>).
+        Returns ranked moments as (video id, start, end, score), times in seconds, best first. Look at
+        a moment with seek_video_frames(video=<id>, query=..., start_time=<start>, end_time=<end>).
         """
         state = await _state(ctx)
-        query = _check_query(query, "search_moments")
+        query = _check_moment_query(query)
         if video is not None and not video.strip():
             raise ToolError("video must be an indexed video id (see list_videos), or be left out")
 
-        def run() -> Any:
+        def run() -> MomentSearchResult:
             state.require_index()
             moments_searcher = state.moments
             video_id = None
@@ -1021,38 +1027,21 @@ def build_server(
                 )
             return moments_searcher.search(query, top_k=top_k, video=video_id)
 
-        result = await _run_engine(state, run, f"searching moments for {query!r}")
-        moments = [
-            MomentOut(
-                rank=i + 1,
-                video_id=m.video_id,
-                path=m.path,
-                start=float(m.start),
-                end=float(m.end),
-                score=float(m.score),
-                peak_time=None if m.peak_time is None else float(m.peak_time),
-            )
-            for i, m in enumerate(result.moments)
-        ]
-        out = SearchMomentsOutput(
-            query=query,
-            moments=moments,
-            num_videos_searched=int(result.num_videos_searched),
-            encoder=str(result.encoder),
-            encoder_trained=bool(result.encoder_trained),
-        )
+        result: MomentSearchResult = await _run_engine(state, run, f"searching moments for {query!r}")
+        moments = result.moments
         if moments:
-            lines = [f"Top {len(moments)} moments for {query!r} ({out.num_videos_searched} videos searched):"]
+            searched = result.num_videos_searched
+            lines = [f"Top {len(moments)} moments for {query!r} ({searched} videos searched):"]
             lines += [
-                f"{m.rank}. video {m.video_id} [{format_timestamp(m.start)} - {format_timestamp(m.end)}] "
+                f"{rank}. video {m.video_id} [{format_timestamp(m.start)} - {format_timestamp(m.end)}] "
                 f"score {m.score:.3f} ({m.path})"
-                for m in moments
+                for rank, m in enumerate(moments, 1)
             ]
             lines.append("Look closer with seek_video_frames(video=<id>, query, start_time, end_time).")
         else:
-            lines = [f"No moments found for {query!r} ({out.num_videos_searched} videos searched)."]
+            lines = [f"No moments found for {query!r} ({result.num_videos_searched} videos searched)."]
         content = [*_untrained_note(state), TextContent(type="text", text="\n".join(lines))]
-        return CallToolResult(content=content, structured_content=out.model_dump(mode="json"))
+        return CallToolResult(content=content, structured_content=result.model_dump(mode="json"))
 
     # ------------------------------------------------------------------ resources
     # Static resources get no Context in the SDK, so they reach the state through `loader`.
@@ -1081,7 +1070,7 @@ def build_server(
                 )
             records = state.index.list_videos()
             return json.dumps(
-                {"available": True, "videos": [_summary(r).model_dump(mode="json") for r in records]},
+                {"available": True, "videos": [_video_record(r).model_dump(mode="json") for r in records]},
                 indent=1,
             )
 
@@ -1146,17 +1135,11 @@ def _status_text(value: Any) -> Optional[str]:
     return str(getattr(value, "value", value))
 
 
-def _summary(record: Any) -> VideoSummary:
-    duration = _record_field(record, "duration")
-    if duration is None:
-        info = getattr(record, "info", None)
-        duration = getattr(info, "duration", None)
-    return VideoSummary(
-        video_id=_record_id(record),
-        path=_record_path(record),
-        duration=None if duration is None else float(duration),
-        status=_status_text(_record_field(record, "status")),
-    )
+def _video_record(record: Any) -> VideoRecord:
+    """The index's row as the shared :class:`VideoRecord` (the corpus index already returns one)."""
+    if isinstance(record, VideoRecord):
+        return record
+    return VideoRecord.model_validate(record, from_attributes=True)
 
 
 def _jsonable(obj: Any) -> Any:

@@ -89,4 +89,4 @@ def test_inspector_lists_and_calls(tmp_path):
     assert called.get("isError") in (None, False), called
     images = [c for c in called["content"] if c["type"] == "image"]
     assert len(images) == 2 and all(c["mimeType"] == "image/jpeg" for c in images)
-    assert len(called["structuredContent"]["timestamps"]) == 2
+    assert len(called["structuredContent"]["frames"]) == 2  # agent_tools.types.FrameSelection

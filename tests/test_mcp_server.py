@@ -1,14 +1,18 @@
 """The MCP server through the SDK's in-memory client, on the real engines and the tiny encoder.
 
-- the tool contract: names, argument names, bounds, output schemas, resources;
+- the tool contract: names, argument names, bounds, output schemas (the shared models of
+  :mod:`agent_tools.types`), resources;
 - every tool called on synthetic videos whose frames paint their own index: the returned
-  JPEGs are decoded and their painted index checked against the timestamps;
+  JPEGs are decoded and their painted index checked against the timestamps, and the structured
+  output validates as the shared model (``FrameSelection``, ``MomentSearchResult``, ``VideoInfo``);
+- ``seek_video_frames``' structured output equals what ``TemporalSearcher.seek`` returns for
+  the same call, and an empty query samples the window uniformly;
 - a table of bad inputs, each an ``isError`` result that says what is valid;
 - several concurrent calls, progress notifications, the payload budget, the untrained-encoder
   warning, and an index that appears (and changes) while the server runs.
 
 Helpers (:func:`make_media`, :func:`frame_pairs`, :func:`check_frames`, :func:`server_settings`,
-:func:`build_index`, :data:`BAD_INPUTS`) are shared with ``test_mcp_stdio.py``.
+:func:`build_index`, :func:`facts_text`, :data:`BAD_INPUTS`) are shared with ``test_mcp_stdio.py``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import io
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +36,8 @@ from PIL import Image
 
 from agent_tools.config import Settings, get_settings
 from agent_tools.synthetic import read_frame_index, write_indexed_video
+from agent_tools.temporal import TemporalSearcher
+from agent_tools.types import FrameSelection, MomentSearchResult, VideoInfo, VideoRecord
 from mcp_server.server import build_server
 
 FPS = 10.0
@@ -119,10 +126,13 @@ def frame_pairs(result: CallToolResult) -> list[tuple[str, np.ndarray]]:
 
 
 def check_frames(result: CallToolResult, fps: float = FPS) -> list[float]:
-    """Assert each image shows the frame its timestamp names; returns the timestamps."""
+    """Assert the structured output is a FrameSelection whose frames are exactly the images sent,
+    each image showing the frame its timestamp names; returns the timestamps."""
     assert not result.is_error, result.content
-    sc = result.structured_content
-    ts = sc["timestamps"]
+    selection = FrameSelection.model_validate(result.structured_content)
+    assert all(f.image is None for f in selection.frames)
+    assert all("image" not in f for f in result.structured_content["frames"])  # never serialised
+    ts = selection.timestamps
     pairs = frame_pairs(result)
     assert len(pairs) == len(ts) > 0
     assert ts == sorted(ts)
@@ -131,6 +141,26 @@ def check_frames(result: CallToolResult, fps: float = FPS) -> list[float]:
         assert abs(t * fps - round(t * fps)) < 1e-3, f"{t} is not a frame time"
         assert abs(read_frame_index(rgb) - round(t * fps)) <= 1, (read_frame_index(rgb), t)
     return ts
+
+
+def texts(result: CallToolResult) -> list[str]:
+    return [b.text for b in result.content if isinstance(b, TextContent)]
+
+
+def facts_text(result: CallToolResult) -> str:
+    """The text block with what only the MCP surface knows (file, index status, JPEG encoding)."""
+    found = [t for t in texts(result) if t.startswith("Video file ")]
+    assert len(found) == 1, texts(result)
+    return found[0]
+
+
+def sent_base64(result: CallToolResult) -> int:
+    """Base64 characters of the images, as the facts text states them (checked against the images)."""
+    match = re.search(r"(\d+) base64 characters in all", facts_text(result))
+    assert match, facts_text(result)
+    stated = int(match.group(1))
+    assert stated == sum(len(b.data) for b in result.content if isinstance(b, ImageContent))
+    return stated
 
 
 def error_text(result: CallToolResult) -> str:
@@ -152,8 +182,6 @@ BAD_INPUTS: list[tuple[str, dict, str]] = [
     ("seek_video_frames", {"video": "file:///etc/passwd", "query": "x"}, "scheme 'file'"),
     ("seek_video_frames", {"video": "sub", "query": "x"}, "folder"),
     ("seek_video_frames", {"video": "", "query": "x"}, "non-empty"),
-    ("seek_video_frames", {"video": "clip.mp4", "query": ""}, "query must describe"),
-    ("seek_video_frames", {"video": "clip.mp4", "query": "   "}, "preview_video"),
     ("seek_video_frames", {"video": "clip.mp4"}, "query\n  Field required"),
     ("seek_video_frames", {"video": 123, "query": "x"}, "valid string"),
     ("seek_video_frames", {"video": "clip.mp4", "query": None}, "valid string"),
@@ -200,6 +228,7 @@ BAD_INPUTS: list[tuple[str, dict, str]] = [
     ("video_info", {}, "video\n  Field required"),
     ("search_moments", {"query": "a dog"}, "videoseek index"),
     ("search_moments", {"query": ""}, "query must describe"),
+    ("search_moments", {"query": "   "}, "a non-empty string"),
     ("search_moments", {"query": "a dog", "top_k": 0}, "greater than or equal to 1"),
     ("list_videos", {}, "videoseek index"),
     ("list_videos", {"status": "bogus"}, "'indexed', 'pending' or 'failed'"),
@@ -256,9 +285,27 @@ async def test_tool_contract(server):
     assert props["start_time"]["anyOf"][0]["minimum"] == 0
     assert "temporal window" in seek.description and "seconds" in seek.description
     assert "\n    " not in seek.description  # docstrings are dedented for the model
-    assert {"timestamps", "scores", "start_time", "end_time", "encoder_trained"} <= set(
+    assert "empty string returns frames evenly spaced" in props["query"]["description"]
+    # The output schemas are the shared models of agent_tools.types.
+    for name, model in [
+        ("seek_video_frames", FrameSelection),
+        ("preview_video", FrameSelection),
+        ("search_moments", MomentSearchResult),
+        ("video_info", VideoInfo),
+    ]:
+        schema = tools[name].output_schema
+        assert schema["title"] == model.__name__
+        assert set(schema["properties"]) == set(model.model_fields), name
+    assert {"frames", "video", "start_time", "end_time", "method", "encoder_trained"} <= set(
         seek.output_schema["properties"]
     )
+    hit = seek.output_schema["$defs"]["FrameHit"]
+    assert {"timestamp", "score", "relevance"} <= set(hit["properties"]) and "image" not in hit.get(
+        "required", []
+    )
+    page = tools["list_videos"].output_schema
+    assert {"total", "offset", "next_offset", "videos"} == set(page["properties"])
+    assert page["$defs"]["VideoRecord"]["properties"].keys() == VideoRecord.model_fields.keys()
     assert list(tools["preview_video"].input_schema["properties"]) == ["video", "num_frames"]
     assert list(tools["search_moments"].input_schema["properties"]) == ["query", "top_k", "video"]
     assert tools["search_moments"].input_schema["required"] == ["query"]
@@ -298,16 +345,17 @@ async def test_seek_whole_video(server, media):
     sc = result.structured_content
     assert len(ts) == 8 and len(set(ts)) == 8
     assert (sc["start_time"], sc["end_time"], sc["duration"]) == (0.0, 20.0, 20.0)
-    assert sc["path"] == str((root / "clip.mp4").resolve()) and sc["video"] == "clip.mp4"
+    assert sc["video"] == "clip.mp4"  # not indexed: the reference as given
+    assert sc["query"] == "a bright square on a striped background" and sc["query_kind"] == "text"
     assert sc["method"] == "dpp" and sc["num_candidates"] == 40 and sc["sample_fps"] == 2.0
     assert sc["encoder"] == "tiny-untrained" and sc["encoder_trained"] is False
-    assert len(sc["scores"]) == len(sc["relevance"]) == 8 and all(isinstance(s, float) for s in sc["scores"])
-    assert sc["images"]["total_base64_chars"] == sum(
-        len(b.data) for b in result.content if isinstance(b, ImageContent)
-    )
-    texts = [b.text for b in result.content if isinstance(b, TextContent)]
-    assert "untrained" in texts[0]
-    assert texts[-1].startswith("These frames are at ")
+    assert all(isinstance(f["score"], float) and isinstance(f["relevance"], float) for f in sc["frames"])
+    facts = facts_text(result)
+    assert str((root / "clip.mp4").resolve()) in facts and "not in the corpus index" in facts
+    assert 0 < sent_base64(result) and "JPEG quality 80" in facts and "reduced" not in facts
+    lines = texts(result)
+    assert "untrained" in lines[0]
+    assert lines[-2].startswith("These frames are at ") and lines[-1] == facts
 
 
 @pytest.mark.anyio
@@ -341,18 +389,82 @@ async def test_seek_window_and_open_end(server, media):
 
 
 @pytest.mark.anyio
-async def test_preview_and_info(server):
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"query": "a bright square on a striped background"},
+        {"query": "  the moving square ", "start_time": 3.3, "end_time": 14, "num_frames": 5},
+        {"query": "x", "start_time": 15, "end_time": 1000, "num_frames": 1},
+        {"query": "", "start_time": 2, "end_time": 11},
+    ],
+)
+async def test_seek_output_is_what_the_temporal_searcher_returns(server, media, tiny_encoder, args):
+    """The structured output is the shared FrameSelection: the same object TemporalSearcher.seek gives."""
+    base, root = media
+    async with Client(server) as client:
+        result = await client.call_tool("seek_video_frames", {"video": "clip.mp4", **args})
+    ts = check_frames(result)
+    got = FrameSelection.model_validate(result.structured_content)
+    searcher = TemporalSearcher(tiny_encoder, settings=server_settings(base, root, base / "no-index"))
+    want = searcher.seek(
+        root / "clip.mp4",
+        args["query"],
+        start_time=args.get("start_time"),
+        end_time=args.get("end_time"),
+        num_frames=args.get("num_frames"),
+        video_id="clip.mp4",
+    )
+    assert ts == want.timestamps
+    assert [f.score for f in got.frames] == [f.score for f in want.frames]
+    assert [f.relevance for f in got.frames] == [f.relevance for f in want.frames]
+    assert (got.start_time, got.end_time, got.duration) == (want.start_time, want.end_time, want.duration)
+    assert got == want  # every field: video, query, kind, method, candidates, encoder, sample_fps, frames
+
+
+@pytest.mark.anyio
+async def test_seek_empty_query_samples_the_window_uniformly(server, media, tiny_encoder):
+    """An empty or blank query is TimeSearch-R's uniform sampling of the window, not an error."""
+    base, root = media
+    searcher = TemporalSearcher(tiny_encoder, settings=server_settings(base, root, base / "no-index"))
+    async with Client(server) as client:
+        whole = await client.call_tool("seek_video_frames", {"video": "clip.mp4", "query": ""})
+        window = await client.call_tool(
+            "seek_video_frames",
+            {"video": "clip.mp4", "query": "   ", "start_time": 4, "end_time": 12, "num_frames": 4},
+        )
+    for result, (start, end, k) in ((whole, (0.0, 20.0, 8)), (window, (4.0, 12.0, 4))):
+        ts = check_frames(result)  # the painted frames match the timestamps
+        sc = result.structured_content
+        assert (sc["method"], sc["query_kind"], sc["query"]) == ("uniform", "none", None)
+        assert (sc["start_time"], sc["end_time"]) == (start, end)
+        assert all(f["score"] is None and f["relevance"] is None for f in sc["frames"])
+        assert len(ts) == k and ts[0] == start and end - 0.5 <= ts[-1] <= end  # first and last candidates
+        steps = np.diff(ts)
+        assert steps.max() - steps.min() <= 0.5 + 1e-9  # evenly spaced, up to the 0.5 s sampling step
+        assert ts == searcher.seek(root / "clip.mp4", None, start, end, k).timestamps
+        lines = texts(result)
+        assert lines[1].startswith(f"{k} evenly spaced frames of clip.mp4 (empty query) in [")
+        assert not any("score" in t for t in lines if t.startswith("Frame at "))
+
+
+@pytest.mark.anyio
+async def test_preview_and_info(server, media):
     async with Client(server) as client:
         preview = await client.call_tool("preview_video", {"video": "clip.mp4", "num_frames": 4})
         default = await client.call_tool("preview_video", {"video": "clip.mp4"})
         info = await client.call_tool("video_info", {"video": "clip.mp4"})
     ts = check_frames(preview)
     assert ts == [2.5, 7.5, 12.5, 17.5]
-    assert preview.structured_content["duration"] == 20.0
+    sc = preview.structured_content
+    assert sc["duration"] == 20.0 and sc["video"] == "clip.mp4"
+    assert (sc["method"], sc["query_kind"], sc["query"]) == ("uniform", "none", None)
+    assert (sc["start_time"], sc["end_time"]) == (0.0, 20.0)
     assert "20.0s" in preview.content[0].text
+    assert "not in the corpus index" in facts_text(preview) and sent_base64(preview) > 0
     assert len(check_frames(default)) == 8
     sc = info.structured_content
     assert not info.is_error
+    assert VideoInfo.model_validate(sc).path == str((media[1] / "clip.mp4").resolve())
     assert (sc["duration"], sc["fps"], sc["frame_count"], sc["width"], sc["height"]) == (
         20.0,
         10.0,
@@ -360,8 +472,9 @@ async def test_preview_and_info(server):
         160,
         120,
     )
-    assert sc["indexed"] is False and sc["video_id"] is None and sc["codec"] == "h264"
+    assert sc["codec"] == "h264" and set(sc) == set(VideoInfo.model_fields)
     assert json.loads(info.content[0].text)["frame_count"] == 200
+    assert info.content[1].text == "clip.mp4 is not in the corpus index."
 
 
 @pytest.mark.anyio
@@ -449,8 +562,7 @@ async def test_payload_budget(media, tiny_encoder):
     )
     async with Client(small) as client:
         result = await client.call_tool("seek_video_frames", {"video": "clip.mp4", "query": "x"})
-    images = result.structured_content["images"]
-    assert images["reduced"] is True and images["total_base64_chars"] <= 15_000
+    assert "(reduced to fit the size limit)" in facts_text(result) and sent_base64(result) <= 15_000
     assert sum(len(b.data) for b in result.content if isinstance(b, ImageContent)) <= 15_000
     assert len(check_frames(result)) == 8
 
@@ -526,9 +638,14 @@ async def test_search_moments(indexed):
         by_path = await client.call_tool("search_moments", {"query": "x", "video": ids[one]["path"]})
         unknown = await client.call_tool("search_moments", {"query": "x", "video": "clip.mp4"})
     assert not result.is_error, result.content
+    for r in (result, scoped, by_path):
+        MomentSearchResult.model_validate(r.structured_content)
+    assert result.structured_content["query"] == "a bright square"
     moments = result.structured_content["moments"]
-    assert 1 <= len(moments) <= 3 and [m["rank"] for m in moments] == list(range(1, len(moments) + 1))
+    assert 1 <= len(moments) <= 3
     assert [m["score"] for m in moments] == sorted((m["score"] for m in moments), reverse=True)
+    for rank, m in enumerate(moments, 1):
+        assert f"{rank}. video {m['video_id']}" in result.content[-1].text
     for m in moments:
         assert m["video_id"] in ids and 0 <= m["start"] < m["end"] <= ids[m["video_id"]]["duration"] + 1e-6
         assert f"video {m['video_id']}" in result.content[-1].text
@@ -550,13 +667,17 @@ async def test_temporal_tools_accept_index_ids(indexed, media):
         info = await client.call_tool("video_info", {"video": vid["video_id"]})
         info_by_path = await client.call_tool("video_info", {"video": "corpus/b.mp4"})
         preview = await client.call_tool("preview_video", {"video": vid["video_id"], "num_frames": 2})
-    assert len(check_frames(seek)) == 5
-    assert (
-        seek.structured_content["video_id"] == vid["video_id"]
-        and seek.structured_content["path"] == vid["path"]
-    )
-    assert info.structured_content["indexed"] is True and info.structured_content["index_status"] == "indexed"
-    assert info_by_path.structured_content["video_id"] == vid["video_id"]
+        seek_by_path = await client.call_tool(
+            "seek_video_frames", {"video": "corpus/b.mp4", "query": "x", "num_frames": 2}
+        )
+    assert len(check_frames(seek)) == 5 and len(check_frames(seek_by_path)) == 2
+    indexed_as = f"in the corpus index as {vid['video_id']} (indexed)"
+    for result in (seek, seek_by_path, preview):
+        assert result.structured_content["video"] == vid["video_id"]  # indexed: the id, however named
+        assert facts_text(result).startswith(f"Video file {vid['path']}, {indexed_as}. Images: JPEG")
+    assert info.structured_content["path"] == vid["path"]
+    assert info.content[1].text == f"{vid['video_id']} is {indexed_as}."
+    assert info_by_path.content[1].text == f"corpus/b.mp4 is {indexed_as}."
     assert check_frames(preview) == [4.0, 12.0]
 
 
@@ -622,14 +743,16 @@ async def test_frames_left_out_when_even_the_smallest_size_is_too_big(media, tin
     )
     async with Client(tiny) as client:
         seek = await client.call_tool("seek_video_frames", {"video": "clip.mp4", "query": "x"})
+        uniform = await client.call_tool("seek_video_frames", {"video": "clip.mp4", "query": ""})
         preview = await client.call_tool("preview_video", {"video": "clip.mp4"})
-    for result in (seek, preview):
-        ts = check_frames(result)
+    for result in (seek, uniform, preview):
+        ts = check_frames(result)  # the structured frames are exactly the images that were sent
         assert 1 <= len(ts) < 8
-        assert result.structured_content["images"]["total_base64_chars"] <= 5_000
+        assert sent_base64(result) <= 5_000
         assert sum(len(b.data) for b in result.content if isinstance(b, ImageContent)) <= 5_000
-        assert "left out" in " ".join(b.text for b in result.content if isinstance(b, TextContent))
-    assert len(seek.structured_content["scores"]) == len(seek.structured_content["timestamps"])
+        assert "left out" in " ".join(texts(result))
+    assert all(f["score"] is not None for f in seek.structured_content["frames"])
+    assert all(f["score"] is None for f in uniform.structured_content["frames"])
 
 
 @pytest.mark.anyio

@@ -24,6 +24,7 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from agent_tools.types import MomentSearchResult, VideoInfo
 from tests.test_mcp_server import (
     BAD_INPUTS,
     TOOLS,
@@ -110,7 +111,7 @@ async def test_stdio_session_from_the_desktop_config(corpus):
             preview = await client.call_tool("preview_video", {"video": "clip.mp4", "num_frames": 4})
             assert check_frames(preview) == [2.5, 7.5, 12.5, 17.5]
             info = await client.call_tool("video_info", {"video": "clip.mp4"})
-            assert info.structured_content["frame_count"] == 200
+            assert VideoInfo.model_validate(info.structured_content).frame_count == 200
 
             listing = await client.call_tool("list_videos", {})
             assert listing.structured_content["total"] == 2
@@ -119,8 +120,13 @@ async def test_stdio_session_from_the_desktop_config(corpus):
             moments = await client.call_tool("search_moments", {"query": "a bright square", "top_k": 3})
             timings["search_moments"] = time.perf_counter() - t0
             assert moments.structured_content["moments"], moments.content
+            MomentSearchResult.model_validate(moments.structured_content)
             by_id = await client.call_tool("seek_video_frames", {"video": vid, "query": "x", "num_frames": 3})
-            assert len(check_frames(by_id)) == 3 and by_id.structured_content["video_id"] == vid
+            assert len(check_frames(by_id)) == 3 and by_id.structured_content["video"] == vid
+            uniform = await client.call_tool(
+                "seek_video_frames", {"video": "clip.mp4", "query": "", "start_time": 4, "end_time": 12}
+            )
+            assert len(check_frames(uniform)) == 8 and uniform.structured_content["method"] == "uniform"
             status = json.loads((await client.read_resource("videoseek://index/status")).contents[0].text)
             assert status["available"] and status["index"]["num_indexed"] == 2
 
