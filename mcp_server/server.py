@@ -294,7 +294,7 @@ class ServerState:
             # Remembered on failure too, so an unusable index is retried only once it changes.
             self._index_sig = self._index_signature()
             try:
-                index = CorpusIndex.open(index_dir, self.encoder)
+                index = CorpusIndex.open(index_dir, self.encoder, read_only=True)  # never builds or repairs
                 moments = MomentSearcher(index, self.encoder)
             except VideoseekError as exc:
                 self._close_index()

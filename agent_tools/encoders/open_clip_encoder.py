@@ -192,13 +192,15 @@ class OpenClipEncoder:
                 images = images[None]
             if images.ndim != 4 or images.shape[-1] != 3:
                 raise InvalidArgumentError(f"images must be N x H x W x 3 uint8 RGB arrays, got shape {images.shape}")
+            if not images.flags.writeable:
+                images = images.copy()
             return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
         arrays = []
         for im in images:
             if isinstance(im, np.ndarray):
                 arrays.append(im)
             elif hasattr(im, "convert"):
-                arrays.append(np.asarray(im.convert("RGB")))
+                arrays.append(np.array(im.convert("RGB")))  # a writable copy (torch.from_numpy needs one)
             else:
                 raise InvalidArgumentError(f"unsupported image type {type(im).__name__}; pass PIL images or uint8 arrays")
         sizes = {a.shape for a in arrays}

@@ -1,0 +1,942 @@
+"""The corpus index: an incremental, resumable, crash-safe build over many videos.
+
+:class:`CorpusIndex` ties together the frame-embedding store (decode + encode once per
+video), the SQLite :class:`~agent_tools.corpus.catalog.Catalog` and the FAISS
+:class:`~agent_tools.corpus.vector_index.VectorIndex`. Each video becomes *segment vectors*:
+mean-pooled, re-normalised frame embeddings over sliding windows (``window_s`` long, every
+``stride_s``), each with its own int64 id.
+
+Layout of an index directory::
+
+    catalog.sqlite            videos, segments (vector id -> video, start, end), meta
+    shards/<vid>-<base>.npz   per video: frame times, frame embeddings, segment vectors/spans
+    vectors/main.faiss        the large FAISS index (flat / IVF / HNSW)
+    vectors/delta.faiss       recent additions (exact), merged into main when large
+    .write.lock               held by the one process updating the index
+
+Crash safety, in order, per video: the shard is written atomically (temporary file, fsync,
+rename); then one SQLite transaction inserts the video row as ``indexed`` with all its
+segment rows; only then is the video added to the in-memory FAISS indexes, which are saved
+atomically at the end of a run. On open, the FAISS contents are *reconciled* with the catalog:
+vectors of videos that are not (or no longer) indexed are dropped, and indexed videos whose
+vectors are missing are added back from their shards. So killing the process at any moment
+leaves an index that loads and holds only whole videos; running ``update`` again resumes
+(already-indexed files are skipped by fingerprint, and the frame-embedding store keeps
+finished embedding passes).
+
+Incremental: a file whose size and mtime match its row is skipped without reading; otherwise
+its content fingerprint decides (same → skipped, different → re-indexed under a new id).
+Files gone from a scanned folder are removed. A file that cannot be read is recorded as
+``failed`` with the reason, and the run goes on.
+
+Usage::
+
+    from agent_tools.corpus import CorpusIndex
+    from agent_tools.encoders import load_encoder
+    index = CorpusIndex.open("~/.local/share/videoseek/index", load_encoder("siglip-b16"))
+    report = index.update(["~/videos"])        # BuildReport
+    index.status()                             # IndexStatus
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+import faiss
+import numpy as np
+
+from agent_tools.corpus._io import atomic_write, clean_tmp
+from agent_tools.corpus.catalog import Catalog
+from agent_tools.corpus.vector_index import COMPACT_FRACTION, DELTA_MAX, FLAT_MAX, KINDS, VectorIndex
+from agent_tools.errors import (
+    IndexCorruptError,
+    InvalidArgumentError,
+    UnknownVideoError,
+    VideoReadError,
+    VideoseekError,
+)
+from agent_tools.types import BuildReport, IndexStatus, VideoRecord
+
+__all__ = [
+    "CorpusIndex",
+    "BuildProgress",
+    "ProgressCallback",
+    "Shard",
+    "VIDEO_EXTENSIONS",
+    "segment_windows",
+    "pool_segments",
+]
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = frozenset(
+    {
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".mkv",
+        ".webm",
+        ".avi",
+        ".mpg",
+        ".mpeg",
+        ".ts",
+        ".mts",
+        ".flv",
+        ".wmv",
+        ".3gp",
+        ".ogv",
+    }
+)
+"""File suffixes picked up when a folder is scanned (files named explicitly are always taken)."""
+
+DEFAULT_WINDOW_S = 4.0
+"""Segment length: long enough to pool a shot, short enough that one video gives many vectors."""
+DEFAULT_STRIDE_S = 2.0
+"""Segment stride: half a window, so every moment is covered by a well-centred segment."""
+SHARD_CACHE_BYTES = 512 * 2**20
+"""Memory for recently searched videos' frame embeddings (float32): ~70 hours of video at 2 fps, 512-d."""
+
+
+@dataclass
+class BuildProgress:
+    """One progress event of :meth:`CorpusIndex.update`.
+
+    ``stage`` is ``scan`` (files found: ``total``), ``start`` (a video begins: ``position`` of
+    ``total``), ``frames`` (``done_frames`` of ``total_frames`` embedded), ``done``, ``failed``
+    (``message`` = reason), ``removed``, ``finalize`` (saving / merging the FAISS index).
+    """
+
+    stage: str
+    path: str = ""
+    position: int = 0
+    total: int = 0
+    done_frames: int = 0
+    total_frames: int = 0
+    message: str = ""
+
+
+ProgressCallback = Callable[[BuildProgress], None]
+
+
+@dataclass
+class Shard:
+    """The stored data of one indexed video."""
+
+    timestamps: np.ndarray  #: float64 (N,) frame times
+    frames: np.ndarray  #: float32 (N, D) frame embeddings (stored as float16 on disk)
+    seg_vectors: np.ndarray  #: float16 (S, D) segment vectors (what FAISS holds)
+    seg_starts: np.ndarray  #: float64 (S,)
+    seg_ends: np.ndarray  #: float64 (S,)
+    duration: float
+
+
+def segment_windows(
+    timestamps: np.ndarray, duration: float, window_s: float, stride_s: float
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """Sliding windows over sampled frames.
+
+    Args:
+        timestamps: Frame times (ascending).
+        duration: Video duration.
+        window_s: Window length in seconds.
+        stride_s: Step between window starts.
+
+    Returns:
+        ``(starts, ends, ranges)``: window spans in seconds and the ``[i0, i1)`` frame ranges
+        they pool (empty windows are skipped; a video shorter than a window gives one window).
+    """
+    ts = np.asarray(timestamps, dtype=np.float64)
+    n = len(ts)
+    if n == 0:
+        return np.zeros(0), np.zeros(0), []
+    duration = max(float(duration), float(ts[-1]))
+    starts, ends, ranges = [], [], []
+    s = 0.0
+    while True:
+        e = s + window_s
+        i0, i1 = int(np.searchsorted(ts, s - 1e-9)), int(np.searchsorted(ts, e - 1e-9))
+        if i1 > i0 and (not ranges or ranges[-1] != (i0, i1)):
+            starts.append(s)
+            ends.append(min(e, duration))
+            ranges.append((i0, i1))
+        if e >= duration or e > ts[-1] + 1e-9 and i1 >= n:
+            break
+        s += stride_s
+    return np.asarray(starts), np.asarray(ends), ranges
+
+
+def pool_segments(frames: np.ndarray, ranges: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Mean-pool frame embeddings over ranges and L2-normalise → float16 ``(S, D)``."""
+    f = np.asarray(frames, dtype=np.float32)
+    if not ranges:
+        return np.zeros((0, f.shape[1]), dtype=np.float16)
+    csum = np.concatenate([np.zeros((1, f.shape[1]), np.float32), np.cumsum(f, axis=0)])
+    idx = np.asarray(ranges)
+    seg = (csum[idx[:, 1]] - csum[idx[:, 0]]) / (idx[:, 1] - idx[:, 0])[:, None]
+    seg /= np.maximum(np.linalg.norm(seg, axis=1, keepdims=True), 1e-12)
+    return seg.astype(np.float16)
+
+
+def _f32_unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+class _WriteLock:
+    """Exclusive ``flock`` on ``<index>/.write.lock`` for the duration of an update."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / ".write.lock"
+        self.fh = None
+
+    def __enter__(self):
+        self.fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.close()
+            raise InvalidArgumentError(
+                f"the index {self.path.parent} is being updated by another process; "
+                "wait for it to finish or pass a different --index directory"
+            ) from None
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fh.fileno(), fcntl.LOCK_UN)
+        self.fh.close()
+
+
+class CorpusIndex:
+    """A corpus index directory (see the module docstring). Create with :meth:`open`."""
+
+    def __init__(
+        self, index_dir: Path, encoder: Any, store: Any, catalog: Catalog, vectors: VectorIndex, meta: dict
+    ):
+        self.index_dir = index_dir
+        self.encoder = encoder
+        self._store = store
+        self.catalog = catalog
+        self.vectors = vectors
+        self.meta = meta
+        self._shard_cache: "OrderedDict[str, Shard]" = OrderedDict()
+        self._shard_cache_bytes = 0
+        self.shard_cache_bytes = SHARD_CACHE_BYTES
+        self._shard_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(
+        cls,
+        index_dir: Optional[str | os.PathLike] = None,
+        encoder: Any = None,
+        store: Any = None,
+        kind: Optional[str] = None,
+        sample_fps: Optional[float] = None,
+        window_s: float = DEFAULT_WINDOW_S,
+        stride_s: float = DEFAULT_STRIDE_S,
+        delta_max: int = DELTA_MAX,
+        flat_max: int = FLAT_MAX,
+        read_only: bool = False,
+    ) -> "CorpusIndex":
+        """Open (or create) an index directory and reconcile its FAISS files with its catalog.
+
+        Args:
+            index_dir: The directory (default: ``Settings.index_dir``, per user).
+            encoder: An encoder object or registry name. Required to update or search; may be
+                ``None`` to read the status. Must be the encoder the index was built with.
+            store: A ``FrameEmbeddingStore`` (default: one over ``Settings.cache_dir`` with the
+                index's ``sample_fps``).
+            kind: ``auto``, ``flat``, ``ivf`` or ``hnsw``; stored and used for later builds
+                (default: the stored kind, else ``auto``).
+            sample_fps: Frames per second embedded (fixed when the index is created; default
+                ``Settings.sample_fps``).
+            window_s: Segment window (fixed at creation).
+            stride_s: Segment stride (fixed at creation).
+            delta_max: Delta size that triggers a merge into the main FAISS index.
+            flat_max: ``auto`` switches from exact to IVF above this many vectors.
+            read_only: Memory-map a large IVF index instead of reading it (a 1M-vector index opens
+                in well under a second instead of seconds); ``update`` and ``remove`` are then
+                refused. For one-off searches (the CLI) and servers that do not build.
+
+        Returns:
+            The opened index.
+
+        Raises:
+            InvalidArgumentError: Bad ``kind``, or an encoder different from the index's.
+            EncoderUnavailableError: An encoder name that cannot be loaded.
+            IndexCorruptError: A catalog that cannot be read.
+        """
+        from agent_tools.config import get_settings
+
+        settings = get_settings()
+        index_dir = Path(index_dir).expanduser() if index_dir else settings.index_dir
+        if index_dir.exists() and not index_dir.is_dir():
+            raise InvalidArgumentError(f"index path {index_dir} is a file; pass a directory for --index")
+        if (
+            index_dir.is_dir()
+            and not (index_dir / "catalog.sqlite").exists()
+            and any(p.name not in ("shards", "vectors") for p in index_dir.iterdir())
+        ):
+            raise InvalidArgumentError(
+                f"{index_dir} holds other files and no corpus index; "
+                "pass an empty or new directory for --index"
+            )
+        if kind is not None and kind not in KINDS:
+            raise InvalidArgumentError(f"index kind must be one of {', '.join(KINDS)}; got {kind!r}")
+        if window_s <= 0 or stride_s <= 0:
+            raise InvalidArgumentError("window_s and stride_s must be > 0 seconds")
+        if isinstance(encoder, str):
+            from agent_tools.encoders import load_encoder
+
+            encoder = load_encoder(encoder, device=settings.device)
+        for sub in ("shards", "vectors"):
+            (index_dir / sub).mkdir(parents=True, exist_ok=True)
+        catalog = Catalog(index_dir / "catalog.sqlite")
+
+        meta = {
+            k: catalog.get_meta(k)
+            for k in ("encoder", "encoder_key", "dim", "sample_fps", "window_s", "stride_s", "kind", "roots")
+        }
+        if meta["encoder_key"] is None:
+            if encoder is not None:
+                meta.update(
+                    encoder=encoder.name,
+                    encoder_key=encoder.cache_key,
+                    dim=int(encoder.dim),
+                    sample_fps=float(sample_fps or settings.sample_fps),
+                    window_s=float(window_s),
+                    stride_s=float(stride_s),
+                )
+                for k in ("encoder", "encoder_key", "dim", "sample_fps", "window_s", "stride_s"):
+                    catalog.set_meta(k, meta[k])
+        elif encoder is not None and encoder.cache_key != meta["encoder_key"]:
+            raise InvalidArgumentError(
+                f"the index {index_dir} was built with encoder {meta['encoder']!r} ({meta['encoder_key']}); "
+                f"open it with that encoder, or use another --index directory for {encoder.name!r}"
+            )
+        if kind is not None and kind != meta["kind"]:
+            catalog.set_meta("kind", kind)
+            meta["kind"] = kind
+        meta["kind"] = meta["kind"] or "auto"
+        if (
+            sample_fps is not None
+            and meta["sample_fps"] is not None
+            and float(sample_fps) != meta["sample_fps"]
+        ):
+            raise InvalidArgumentError(
+                f"the index {index_dir} samples {meta['sample_fps']:g} frames/s; "
+                "pass that rate or another --index"
+            )
+
+        vectors = VectorIndex(meta["dim"] or 1, kind=meta["kind"], delta_max=delta_max, flat_max=flat_max)
+        if meta["dim"]:
+            try:
+                vectors = VectorIndex.load(
+                    index_dir / "vectors",
+                    meta["dim"],
+                    kind=meta["kind"],
+                    mmap=read_only,
+                    delta_max=delta_max,
+                    flat_max=flat_max,
+                )
+            except IndexCorruptError as exc:
+                log.warning("%s; rebuilding the vector index from the shards", exc)
+        if store is None and encoder is not None:
+            from agent_tools.store import FrameEmbeddingStore
+
+            store = FrameEmbeddingStore(
+                settings.cache_dir, encoder, sample_fps=meta["sample_fps"], batch_size=settings.batch_size
+            )
+        index = cls(index_dir, encoder, store, catalog, vectors, meta)
+        index.read_only = read_only
+        index._reconcile()
+        return index
+
+    @staticmethod
+    def read_meta(index_dir: Optional[str | os.PathLike] = None) -> dict:
+        """The stored settings of an index (encoder, dim, sample_fps, kind, roots) without loading it.
+
+        Returns:
+            The meta values (``{}`` when the directory holds no index yet).
+        """
+        from agent_tools.config import get_settings
+
+        index_dir = Path(index_dir).expanduser() if index_dir else get_settings().index_dir
+        path = index_dir / "catalog.sqlite"
+        if not path.exists():
+            return {}
+        catalog = Catalog(path)
+        try:
+            return {
+                k: catalog.get_meta(k)
+                for k in (
+                    "encoder",
+                    "encoder_key",
+                    "dim",
+                    "sample_fps",
+                    "window_s",
+                    "stride_s",
+                    "kind",
+                    "roots",
+                )
+            }
+        finally:
+            catalog.close()
+
+    def close(self) -> None:
+        """Close the catalog connection."""
+        self.catalog.close()
+
+    def __enter__(self) -> "CorpusIndex":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def encoder_name(self) -> Optional[str]:
+        """Registry name of the encoder the index was built with (``None`` while empty)."""
+        return self.meta.get("encoder")
+
+    @property
+    def sample_fps(self) -> Optional[float]:
+        """Frames per second embedded."""
+        return self.meta.get("sample_fps")
+
+    @property
+    def dim(self) -> Optional[int]:
+        """Vector width."""
+        return self.meta.get("dim")
+
+    # ------------------------------------------------------------------ reconcile
+    def _reconcile(self) -> dict:
+        """Make the in-memory FAISS indexes hold exactly the catalog's indexed videos."""
+        if not self.meta.get("dim"):
+            return {"stale": 0, "missing": 0}
+        expected = np.sort(self.catalog.indexed_ids())
+        present = np.sort(self.vectors.ids())
+        dup = np.unique(present[1:][present[1:] == present[:-1]])
+        if len(dup):  # killed between writing main.faiss and delta.faiss after a merge
+            log.info("dropping %d vectors held twice (main and delta)", len(dup))
+            self.vectors.delta.remove_ids(faiss.IDSelectorBatch(dup))
+            self.vectors.delta_dirty = True
+            present = np.unique(present)
+        if len(present) == len(expected) and np.array_equal(present, expected):
+            return {"stale": 0, "missing": 0, "restored": 0}  # the usual case: nothing to do
+        stale = np.setdiff1d(present, expected, assume_unique=True)
+        missing = np.setdiff1d(expected, present, assume_unique=True)
+        if len(stale):
+            log.info("dropping %d stale vectors from the FAISS index", len(stale))
+            self.vectors.remove(stale)
+        added = 0
+        if len(missing):
+            missing_set = set(missing.tolist())
+            for row in self.catalog.rows("indexed"):
+                base, n = row["id_base"], row["num_segments"]
+                if not n or (base not in missing_set and base + n - 1 not in missing_set):
+                    continue
+                ids = np.arange(base, base + n, dtype=np.int64)
+                try:
+                    shard = self._read_shard(row["shard"])
+                except Exception as exc:
+                    log.warning(
+                        "shard of %s is unreadable (%s); run `videoseek index` to re-index it",
+                        row["path"],
+                        exc,
+                    )
+                    continue
+                keep = np.isin(ids, missing)
+                self.vectors.add(ids[keep], shard.seg_vectors[keep].astype(np.float32), merge=False)
+                added += int(keep.sum())
+            if added:
+                log.info("restored %d vectors from shards", added)
+        return {"stale": int(len(stale)), "missing": int(len(missing)), "restored": added}
+
+    # ------------------------------------------------------------------ shards
+    def _shard_path(self, name: str) -> Path:
+        return self.index_dir / "shards" / name
+
+    def _read_shard(self, name: str) -> Shard:
+        with self._shard_lock:
+            hit = self._shard_cache.get(name)
+            if hit is not None:
+                self._shard_cache.move_to_end(name)
+                return hit
+        with np.load(self._shard_path(name), allow_pickle=False) as z:
+            shard = Shard(
+                timestamps=z["timestamps"],
+                frames=np.ascontiguousarray(z["frames"], dtype=np.float32),
+                seg_vectors=z["seg_vectors"],
+                seg_starts=z["seg_starts"],
+                seg_ends=z["seg_ends"],
+                duration=float(z["duration"]),
+            )
+        size = shard.frames.nbytes + shard.seg_vectors.nbytes
+        with self._shard_lock:
+            self._shard_cache[name] = shard
+            self._shard_cache_bytes += size
+            while self._shard_cache_bytes > self.shard_cache_bytes and len(self._shard_cache) > 1:
+                _, old = self._shard_cache.popitem(last=False)
+                self._shard_cache_bytes -= old.frames.nbytes + old.seg_vectors.nbytes
+        return shard
+
+    def shard(self, video: str) -> Shard:
+        """The stored frame and segment data of an indexed video (by id or path).
+
+        Raises:
+            UnknownVideoError: The video is not indexed here.
+        """
+        row = self._resolve_row(video)
+        if row["status"] != "indexed":
+            raise UnknownVideoError(f"video {video!r} is {row['status']} in this index, not indexed")
+        return self._read_shard(row["shard"])
+
+    # ------------------------------------------------------------------ queries
+    def _resolve_row(self, id_or_path: str | os.PathLike) -> dict:
+        key = str(id_or_path)
+        row = self.catalog.row(video_id=key)
+        if row is None:
+            row = self.catalog.row(path=str(Path(key).expanduser().resolve()))
+        if row is None:
+            row = self.catalog.row(path=key)
+        if row is None:
+            raise UnknownVideoError(
+                f"no video {key!r} in the index {self.index_dir}; pass a video id or path that "
+                "`videoseek index --status` lists, or index it first"
+            )
+        return row
+
+    def get_video(self, id_or_path: str | os.PathLike) -> VideoRecord:
+        """A video's catalog record, by 12-character id or path.
+
+        Raises:
+            UnknownVideoError: Not in the catalog.
+        """
+        row = self._resolve_row(id_or_path)
+        return self.catalog.record(video_id=row["video_id"])
+
+    def list_videos(self, status: Optional[str] = None) -> list[VideoRecord]:
+        """Videos in the catalog, by path, optionally only ``pending``, ``indexed`` or ``failed``.
+
+        Raises:
+            InvalidArgumentError: Unknown status.
+        """
+        if status is not None and status not in ("pending", "indexed", "failed"):
+            raise InvalidArgumentError(f"status must be pending, indexed or failed; got {status!r}")
+        return self.catalog.records(status)
+
+    def status(self) -> IndexStatus:
+        """Summary: counts per status, vectors, index kind, size on disk, failed files."""
+        c = self.catalog.counts()
+        disk = 0
+        for p in self.index_dir.rglob("*"):
+            try:
+                if p.is_file():
+                    disk += p.stat().st_size
+            except OSError:
+                pass
+        v = self.vectors
+        return IndexStatus(
+            index_dir=str(self.index_dir),
+            encoder=self.meta.get("encoder"),
+            dim=self.meta.get("dim"),
+            sample_fps=self.meta.get("sample_fps"),
+            kind=self.meta.get("kind") or "auto",
+            main_kind=v.main_kind,
+            search_param=v.search_param,
+            num_videos=c["pending"] + c["indexed"] + c["failed"],
+            num_indexed=c["indexed"],
+            num_failed=c["failed"],
+            num_pending=c["pending"],
+            num_vectors=c["vectors"],
+            num_vectors_main=(v.main.ntotal - len(v.tombstones)) if v.main is not None else 0,
+            num_vectors_delta=v.delta.ntotal,
+            total_duration=c["duration"],
+            disk_bytes=disk,
+            failed=self.catalog.records("failed"),
+        )
+
+    # ------------------------------------------------------------------ building
+    read_only = False
+
+    def _require_writable(self) -> None:
+        if self.read_only:
+            raise InvalidArgumentError(
+                f"the index {self.index_dir} was opened read_only; open it with "
+                "read_only=False to update or remove videos"
+            )
+
+    def _require_encoder(self) -> None:
+        self._require_writable()
+        if self.encoder is None or self._store is None:
+            raise InvalidArgumentError(
+                "this index was opened without an encoder; pass encoder= to update or search"
+            )
+
+    @staticmethod
+    def _scan(
+        paths: Iterable[str | os.PathLike],
+    ) -> tuple[list[Path], list[Path], list[Path], dict[str, str]]:
+        files: dict[str, Path] = {}
+        roots: list[Path] = []
+        gone: list[Path] = []
+        missing: dict[str, str] = {}
+        for raw in paths:
+            p = Path(raw).expanduser()
+            p = p.resolve() if p.exists() else Path(os.path.abspath(p))
+            if p.is_dir():
+                roots.append(p)
+                for dirpath, dirnames, filenames in os.walk(p):
+                    dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                    for name in sorted(filenames):
+                        if not name.startswith(".") and Path(name).suffix.lower() in VIDEO_EXTENSIONS:
+                            f = Path(dirpath) / name
+                            files[str(f)] = f
+            elif p.exists():
+                files[str(p)] = p
+            else:
+                gone.append(p)
+                missing[str(p)] = "no such file or directory"
+        return list(files.values()), roots, gone, missing
+
+    def update(
+        self,
+        paths: Iterable[str | os.PathLike],
+        progress: Optional[ProgressCallback] = None,
+        retry_failed: bool = True,
+    ) -> BuildReport:
+        """Index new and changed videos under ``paths``, drop removed ones, save.
+
+        Args:
+            paths: Video files and/or folders (scanned recursively for video suffixes). Catalog
+                entries under a scanned folder, or named explicitly, whose file is gone are
+                removed.
+            progress: Called with :class:`BuildProgress` events (per video and overall).
+            retry_failed: Try files recorded as failed again (default) even if unchanged.
+
+        Returns:
+            A :class:`BuildReport`. On Ctrl-C the run stops after saving what is complete and
+            returns with ``interrupted=True``; calling ``update`` again resumes.
+
+        Raises:
+            InvalidArgumentError: No encoder, or another process is updating this index.
+        """
+        self._require_encoder()
+        t0 = time.perf_counter()
+        emit = progress or (lambda ev: None)
+        report = BuildReport()
+        with _WriteLock(self.index_dir):
+            self._cleanup()
+            files, roots, gone, missing = self._scan(paths)
+            # removed files: rows under a scanned folder, or named explicitly, whose file is gone
+            present = {str(f) for f in files}
+            doomed, matched = [], set()
+            for row in self.catalog.rows():
+                p = Path(row["path"])
+                if row["path"] in present or p.exists():
+                    continue
+                hits = [g for g in gone if p == g or p.is_relative_to(g)]
+                matched.update(str(g) for g in hits)
+                if hits or any(p.is_relative_to(r) for r in roots):
+                    doomed.append(row)
+            report.failed.update({k: v for k, v in missing.items() if k not in matched})
+            if doomed:
+                self._remove_rows(doomed)
+                report.removed = [r["path"] for r in doomed]
+                for r in doomed:
+                    emit(BuildProgress("removed", path=r["path"]))
+
+            todo: list[tuple[Path, Optional[dict], int, int]] = []
+            for f in files:
+                try:
+                    st = f.stat()
+                except OSError as exc:
+                    report.failed[str(f)] = f"cannot stat file ({exc.strerror})"
+                    continue
+                row = self.catalog.row(path=str(f))
+                if (
+                    row is not None
+                    and row["status"] == "indexed"
+                    and row["size_bytes"] == st.st_size
+                    and row["mtime_ns"] == st.st_mtime_ns
+                    and self._shard_path(row["shard"]).exists()
+                ):
+                    report.unchanged += 1
+                    continue
+                if (
+                    row is not None
+                    and row["status"] == "failed"
+                    and not retry_failed
+                    and (row["size_bytes"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns)
+                ):
+                    report.failed[str(f)] = row["error"] or "failed"
+                    continue
+                todo.append((f, row, st.st_size, st.st_mtime_ns))
+            for f, row, size, mtime_ns in todo:  # new files show as pending until indexed
+                if row is None:
+                    self.catalog.mark(
+                        {
+                            "video_id": self._video_id(None, str(f)),
+                            "path": str(f),
+                            "size_bytes": size,
+                            "mtime_ns": mtime_ns,
+                            "status": "pending",
+                        }
+                    )
+            emit(BuildProgress("scan", total=len(todo)))
+
+            try:
+                for pos, (f, row, size, mtime_ns) in enumerate(todo):
+                    self._index_one(f, row, size, mtime_ns, pos, len(todo), emit, report)
+            except KeyboardInterrupt:
+                report.interrupted = True
+                log.warning("interrupted; what is complete is saved, run the same command again to resume")
+            finally:
+                emit(BuildProgress("finalize", total=len(todo)))
+                report.rebuilt = self._finalize()
+            if roots:
+                known = self.catalog.get_meta("roots") or []
+                self.catalog.set_meta("roots", sorted(set(known) | {str(r) for r in roots}))
+        report.seconds = time.perf_counter() - t0
+        report.num_vectors = self.vectors.ntotal
+        report.main_kind = self.vectors.main_kind
+        return report
+
+    def _index_one(
+        self,
+        f: Path,
+        row: Optional[dict],
+        size: int,
+        mtime_ns: int,
+        pos: int,
+        total: int,
+        emit: ProgressCallback,
+        report: BuildReport,
+    ) -> None:
+        from agent_tools.store import fingerprint_file
+
+        path = str(f)
+        emit(BuildProgress("start", path=path, position=pos, total=total))
+        fp: Optional[str] = None
+        try:
+            fp = fingerprint_file(f)
+            if (
+                row is not None
+                and row["status"] == "indexed"
+                and row["fingerprint"] == fp
+                and self._shard_path(row["shard"]).exists()
+            ):
+                self.catalog.touch(row["video_id"], size, mtime_ns)
+                report.unchanged += 1
+                emit(BuildProgress("done", path=path, position=pos, total=total, message="unchanged"))
+                return
+
+            def on_frames(done: int, total_frames: int) -> None:
+                emit(
+                    BuildProgress(
+                        "frames",
+                        path=path,
+                        position=pos,
+                        total=total,
+                        done_frames=done,
+                        total_frames=total_frames,
+                    )
+                )
+
+            fe = self._store.get(f, progress=on_frames)
+            self.ingest(path, fe, size_bytes=size, mtime_ns=mtime_ns)
+        except KeyboardInterrupt:
+            raise
+        except (VideoseekError, OSError, RuntimeError, ValueError, MemoryError) as exc:
+            reason = exc.reason if isinstance(exc, VideoReadError) else f"{type(exc).__name__}: {exc}"
+            log.warning("failed to index %s: %s", path, reason)
+            self._mark_failed(path, fp, size, mtime_ns, reason)
+            report.failed[path] = reason
+            emit(BuildProgress("failed", path=path, position=pos, total=total, message=reason))
+            return
+        (report.changed if row is not None and row["status"] == "indexed" else report.added).append(path)
+        emit(BuildProgress("done", path=path, position=pos, total=total))
+
+    def _video_id(self, fingerprint: Optional[str], path: str) -> str:
+        import hashlib
+
+        fallback = hashlib.blake2b(f"{fingerprint}|{path}".encode(), digest_size=6).hexdigest()
+        if not fingerprint:
+            return fallback
+        return self.catalog.free_video_id(fingerprint[:12], path, fallback)
+
+    def _mark_failed(self, path: str, fp: Optional[str], size: int, mtime_ns: int, reason: str) -> None:
+        old = self.catalog.mark(
+            {
+                "video_id": self._video_id(fp, path),
+                "path": path,
+                "fingerprint": fp,
+                "size_bytes": size,
+                "mtime_ns": mtime_ns,
+                "status": "failed",
+                "error": reason,
+            }
+        )
+        if old is not None:
+            self._drop_vectors_and_shard(old)
+
+    def ingest(
+        self, path: str, fe: Any, size_bytes: Optional[int] = None, mtime_ns: Optional[int] = None
+    ) -> VideoRecord:
+        """Add one video's frame embeddings to the index (the crash-safe core of :meth:`update`).
+
+        Also usable directly with precomputed embeddings (benchmarks, external pipelines).
+
+        Args:
+            path: The video's path (its catalog key).
+            fe: An object with ``timestamps`` (N,), ``embeddings`` (N, D) unit-norm,
+                ``fingerprint`` and ``info`` (with ``duration`` and ``fps``), e.g. a
+                ``FrameEmbeddings`` from the store.
+            size_bytes: File size, for change detection without reading the file.
+            mtime_ns: File mtime, idem.
+
+        Returns:
+            The video's new record.
+
+        Raises:
+            InvalidArgumentError: Embeddings of the wrong width, or no frames.
+        """
+        emb = np.asarray(fe.embeddings)
+        ts = np.asarray(fe.timestamps, dtype=np.float64)
+        if emb.ndim != 2 or emb.shape[1] != self.meta["dim"]:
+            raise InvalidArgumentError(f"embeddings must be (N, {self.meta['dim']}); got {emb.shape}")
+        if len(ts) == 0 or len(ts) != len(emb):
+            raise InvalidArgumentError(
+                f"need one timestamp per embedding and at least one frame; got {len(ts)}/{len(emb)}"
+            )
+        duration = float(getattr(fe.info, "duration", 0.0) or 0.0)
+        duration = max(duration, float(ts[-1]) + 1.0 / self.meta["sample_fps"])
+        starts, ends, ranges = segment_windows(ts, duration, self.meta["window_s"], self.meta["stride_s"])
+        seg = pool_segments(emb, ranges)
+        vid = self._video_id(fe.fingerprint, path)
+        base = self.catalog.allocate_ids(len(seg))
+        shard_name = f"{vid}-{base}.npz"
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(
+                    fh,
+                    timestamps=ts,
+                    frames=emb.astype(np.float16),
+                    seg_vectors=seg,
+                    seg_starts=starts,
+                    seg_ends=ends,
+                    duration=np.float64(duration),
+                )
+
+        atomic_write(self._shard_path(shard_name), write)
+        row = {
+            "video_id": vid,
+            "path": path,
+            "fingerprint": fe.fingerprint,
+            "size_bytes": size_bytes,
+            "mtime_ns": mtime_ns,
+            "duration": duration,
+            "fps": float(getattr(fe.info, "fps", 0.0) or 0.0),
+            "num_frames": len(ts),
+            "id_base": base,
+            "shard": shard_name,
+        }
+        old = self.catalog.commit_indexed(row, starts, ends)
+        if old is not None:
+            self._drop_vectors_and_shard(old)
+        self.vectors.add(
+            np.arange(base, base + len(seg), dtype=np.int64), seg.astype(np.float32), merge=False
+        )
+        return self.catalog.record(video_id=vid)
+
+    def _drop_vectors_and_shard(self, row: dict) -> None:
+        if row.get("id_base") is not None and row.get("num_segments"):
+            self.vectors.remove(range(row["id_base"], row["id_base"] + row["num_segments"]))
+        if row.get("shard"):
+            with self._shard_lock:
+                gone = self._shard_cache.pop(row["shard"], None)
+                if gone is not None:
+                    self._shard_cache_bytes -= gone.frames.nbytes + gone.seg_vectors.nbytes
+            try:
+                self._shard_path(row["shard"]).unlink()
+            except FileNotFoundError:
+                pass
+
+    def _remove_rows(self, rows: list[dict]) -> None:
+        deleted = self.catalog.delete(r["video_id"] for r in rows)
+        for row in deleted:
+            self._drop_vectors_and_shard(row)
+
+    def remove(self, videos: Iterable[str | os.PathLike]) -> list[str]:
+        """Drop videos (by id or path) from the index and save.
+
+        Returns:
+            The paths removed.
+
+        Raises:
+            UnknownVideoError: A video the index does not hold.
+        """
+        self._require_writable()
+        with _WriteLock(self.index_dir):
+            rows = [self._resolve_row(v) for v in videos]
+            self._remove_rows(rows)
+            self._finalize()
+        return [r["path"] for r in rows]
+
+    def _finalize(self) -> bool:
+        """Merge the delta when needed, then save the FAISS files. Returns True if main was rebuilt."""
+        v = self.vectors
+        before = v.rebuilds
+        built = False
+        want_kind = self.meta.get("kind") or "auto"
+        if v.main is None and v.delta.ntotal:
+            v.merge()
+            built = True
+        elif v.delta.ntotal > v.delta_max:
+            v.merge()
+        elif v.main is not None and len(v.tombstones) > COMPACT_FRACTION * max(v.main.ntotal, 1):
+            v.compact()
+        elif want_kind != "auto" and v.main is not None and v.main_kind != want_kind and v.ntotal:
+            v.merge(force_rebuild=True)
+        v.save(self.index_dir / "vectors")
+        return built or v.rebuilds > before
+
+    def _cleanup(self) -> None:
+        """Delete temporary files of killed writers and shards no catalog row references."""
+        clean_tmp(self.index_dir / "shards")
+        clean_tmp(self.index_dir / "vectors")
+        referenced = {r["shard"] for r in self.catalog.rows() if r["shard"]}
+        for p in (self.index_dir / "shards").glob("*.npz"):
+            if p.name not in referenced:
+                try:
+                    p.unlink()
+                except OSError:
+                    pass
+
+    def rebuild_vectors(self, kind: Optional[str] = None) -> dict:
+        """Rebuild the main FAISS index from all vectors (e.g. to change kind or retrain IVF).
+
+        Returns:
+            Build timings and parameters.
+        """
+        self._require_writable()
+        with _WriteLock(self.index_dir):
+            if kind is not None:
+                if kind not in KINDS:
+                    raise InvalidArgumentError(f"index kind must be one of {', '.join(KINDS)}; got {kind!r}")
+                self.catalog.set_meta("kind", kind)
+                self.meta["kind"] = kind
+                self.vectors.kind = kind
+            self.vectors.merge(force_rebuild=True)
+            self.vectors.save(self.index_dir / "vectors")
+        return {"kind": self.vectors.main_kind, "param": self.vectors.search_param}
