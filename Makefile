@@ -20,7 +20,8 @@ test: env
 	$(PY) -m pytest -q tests
 
 bench: env
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/bench_temporal.py
+	$(PY) benchmarks/bench_corpus.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
