@@ -251,6 +251,10 @@ class Catalog:
         row = dict(row, status="indexed", error=None, updated_at=time.time(), num_segments=len(starts))
         base = int(row["id_base"])
         seg = [(base + i, row["video_id"], float(s), float(e)) for i, (s, e) in enumerate(zip(starts, ends))]
+        return self._replace(row, seg)
+
+    def _replace(self, row: dict, segments: Sequence[tuple]) -> Optional[dict]:
+        """In one transaction: drop any row for the same path or id, insert ``row`` and its segments."""
         with self._lock:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
@@ -260,9 +264,10 @@ class Catalog:
                 self.conn.execute(
                     f"INSERT INTO videos({cols}) VALUES({marks})", tuple(row.get(c) for c in VIDEO_COLUMNS)
                 )
-                self.conn.executemany(
-                    'INSERT INTO segments(vector_id, video_id, start, "end") VALUES(?,?,?,?)', seg
-                )
+                if segments:
+                    self.conn.executemany(
+                        'INSERT INTO segments(vector_id, video_id, start, "end") VALUES(?,?,?,?)', segments
+                    )
                 self.conn.execute("COMMIT")
             except BaseException:
                 self.conn.execute("ROLLBACK")
@@ -283,20 +288,7 @@ class Catalog:
             id_base=None,
             shard=None,
         )
-        with self._lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                old = self._delete_locked(path=row["path"], video_id=row["video_id"])
-                cols = ", ".join(f'"{c}"' for c in VIDEO_COLUMNS)
-                marks = ", ".join("?" for _ in VIDEO_COLUMNS)
-                self.conn.execute(
-                    f"INSERT INTO videos({cols}) VALUES({marks})", tuple(row.get(c) for c in VIDEO_COLUMNS)
-                )
-                self.conn.execute("COMMIT")
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-        return old
+        return self._replace(row, ())
 
     def touch(self, video_id: str, size_bytes: int, mtime_ns: int) -> None:
         """Update the stat facts of an unchanged video (same fingerprint, new mtime)."""
