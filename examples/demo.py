@@ -8,6 +8,8 @@
    - an image query (a frame taken from the video: the search must find its moment), and
    - a text query (meaningful only with a trained encoder),
    and writes a contact sheet for each into ``demo_out/``.
+4. Corpus search: indexes three short synthetic videos plus the sample into ``demo_out/index``
+   and asks which video and which moment match a frame taken from one of them.
 
 Run: ``make demo`` or ``python examples/demo.py [--video FILE] [--query TEXT] [--encoder NAME]``.
 """
@@ -96,7 +98,38 @@ def main() -> int:
     ok = abs(best.timestamp - probe_t) <= 0.5
     console.print(f"contact sheets: {args.out / 'sheet_image_query.png'}, {args.out / 'sheet_text_query.png'}")
     console.print(("[green]" if ok else "[red]") + f"image query found its moment: {ok}")
-    return 0 if ok else 1
+    corpus_ok = corpus_demo(args.out, encoder, settings, video)
+    return 0 if ok and corpus_ok else 1
+
+
+def corpus_demo(out: Path, encoder, settings, sample: Path) -> bool:
+    """Index a small corpus and find the video and moment of a frame taken from one video."""
+    from agent_tools.corpus import CorpusIndex, MomentSearcher
+
+    videos = [sample]
+    for seed in (11, 12, 13):
+        path = out / f"corpus_{seed}.mp4"
+        if not path.exists():
+            write_indexed_video(path, duration=40, fps=25, size=(320, 240), scene_seconds=8, seed=seed)
+        videos.append(path)
+    index = CorpusIndex.open(out / "index", encoder, store=TemporalSearcher(encoder, settings=settings).store)
+    with progress_bar("indexing the demo corpus") as cb:
+
+        def on_event(ev) -> None:
+            if ev.stage in ("done", "failed"):
+                cb(ev.position + 1, ev.total)  # position counts from 0
+
+        report = index.update(videos, progress=on_event)
+    console.print(f"corpus index: {report.model_dump_json()}")
+    target, t = videos[2], 21.0
+    probe = TemporalSearcher(encoder, settings=settings).frames(target, [t])[0]
+    result = MomentSearcher(index, encoder).search(probe, top_k=3)
+    for m in result.moments:
+        console.print(f"  {Path(m.path).name}: {m.start:.1f}-{m.end:.1f}s (score {m.score:.3f})")
+    top = result.moments[0] if result.moments else None
+    ok = top is not None and Path(top.path).name == target.name and top.start <= t <= top.end
+    console.print(("[green]" if ok else "[red]") + f"corpus query found {target.name} around {t:.0f}s: {ok}")
+    return ok
 
 
 if __name__ == "__main__":
