@@ -109,7 +109,8 @@ def greedy_map_dpp(
     t = np.arange(n, dtype=np.float64) if times is None else np.asarray(times, dtype=np.float64)
     if n == 1:
         return [0]
-    d2 = (r.astype(np.float64) ** 2) * np.einsum("ij,ij->i", e, e, dtype=np.float64)
+    r64 = r.astype(np.float64)
+    d2 = (r64**2) * np.einsum("ij,ij->i", e, e).astype(np.float64)
     floor = eps * max(float(d2.max()), 1e-30)
     cis = np.zeros((k, n), dtype=np.float64)
     chosen: list[int] = []
@@ -119,7 +120,7 @@ def greedy_map_dpp(
         if len(chosen) == k:
             break
         m = len(chosen) - 1
-        row = float(r[j]) * r.astype(np.float64) * (e @ e[j]).astype(np.float64)  # L[j, :]
+        row = r64[j] * r64 * (e @ e[j])  # L[j, :] without forming L
         ej = (row - cis[:m, j] @ cis[:m, :]) / np.sqrt(d2[j])
         cis[m] = ej
         d2 = d2 - ej**2
