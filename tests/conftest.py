@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
+os.environ["COLUMNS"] = "200"  # rich tables in CLI output: wide enough that cells never fold in tests
 
 import pytest
 

@@ -8,6 +8,8 @@
 - :func:`load_policy`, :class:`PolicyManifest`, :func:`write_manifest`, :func:`read_manifest` -
   checkpoints (``save_pretrained`` directory + ``videoseek_policy.json``).
 - ``agent_tools.policies.tiny`` - a tiny UNTRAINED Qwen2.5-VL for tests (never a default).
+- ``agent_tools.policies.soft_refine`` - soft query refinement of ``training.sqr`` checkpoints
+  (``load_policy`` attaches it as ``policy.refine_query_vector``).
 
 Backends that need heavy imports (transformers, httpx) load on first attribute access.
 

@@ -188,7 +188,9 @@ def load_policy(
         **kwargs: Passed to the backend's constructor (e.g. ``max_new_tokens``).
 
     Returns:
-        A :class:`~agent_tools.policies.base.Policy` with ``.manifest`` set.
+        A :class:`~agent_tools.policies.base.Policy` with ``.manifest`` set; a transformers
+        checkpoint with ``soft_refinement: true`` also gets ``refine_query_vector``
+        (:mod:`agent_tools.policies.soft_refine`).
 
     Raises:
         PolicyLoadError: If the source is not a valid policy.
@@ -214,4 +216,9 @@ def load_policy(
         )
     from agent_tools.policies.transformers_policy import TransformersPolicy
 
-    return TransformersPolicy.from_pretrained(d, manifest=manifest, device=device, **kwargs)
+    policy = TransformersPolicy.from_pretrained(d, manifest=manifest, device=device, **kwargs)
+    if manifest.soft_refinement:  # a training.sqr checkpoint: attach its projector
+        from agent_tools.policies.soft_refine import attach_soft_refiner
+
+        attach_soft_refiner(policy, d)
+    return policy

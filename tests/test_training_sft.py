@@ -1,0 +1,154 @@
+"""training.sft / training.data: live tool replay, assistant-only masks, a real CPU training run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from agent_tools.graphs import AgentRunner, build_temporal_graph
+from agent_tools.policies import load_policy, read_manifest
+from tests.agent_fakes import answer, seek_call, tiny_policy_path
+from training.common import load_trainable_policy
+from training.config import load_config
+from training.data import Trajectory, encode_conversation, load_trajectories, replay_trajectory
+from training.errors import TrainingConfigError, TrainingDataError
+from training.sft import SFTConfig, assistant_loss, main, train_sft
+
+Q = "What colour is the square?"
+
+
+def trajectories(video):
+    return [
+        Trajectory(Q, str(video), [seek_call("a square", 0, 10, 3, think="look early"), answer("red")]),
+        Trajectory(
+            Q, str(video), [seek_call("the end", 12, 20, 2), seek_call("blue sky", 0, 6, 2), answer("blue")]
+        ),
+        Trajectory("Is there a dog?", str(video), [answer("no", think="the preview shows none")]),
+    ]
+
+
+def test_replay_regenerates_tool_output_with_the_real_searcher(searcher, clip20):
+    traj = trajectories(clip20)[0]
+    rollout = replay_trajectory(traj, searcher, max_turns=4, preview_frames=2)
+    tool = [m for m in rollout.messages if m["role"] == "tool"]
+    assert len(tool) == 1
+    frames = [b["timestamp"] for b in tool[0]["content"] if b.get("type") == "frame"]
+    want = searcher.seek(str(clip20), "a square", start_time=0, end_time=10, num_frames=3).timestamps
+    assert frames == want and all(0 <= t <= 10 for t in frames)
+    assert rollout.generated == traj.turns and rollout.answer == "red"
+
+
+def test_replay_rejects_a_trajectory_the_graph_cannot_reproduce(searcher, clip20):
+    early = Trajectory(Q, str(clip20), [answer("red"), answer("blue")])
+    with pytest.raises(TrainingDataError, match="ended after 1 of 2 turns"):
+        replay_trajectory(early, searcher, max_turns=4, preview_frames=0)
+    unanswered = Trajectory(Q, str(clip20), [seek_call("x", 0, 5, 1)])
+    with pytest.raises(TrainingDataError, match="without an answer"):
+        replay_trajectory(unanswered, searcher, max_turns=1, preview_frames=0)
+
+
+def test_mask_covers_exactly_the_assistant_tokens(searcher, clip20):
+    policy = load_trainable_policy(tiny_policy_path())
+    tok = policy.tokenizer
+    traj = trajectories(clip20)[1]
+    rollout = replay_trajectory(traj, searcher, max_turns=4, preview_frames=2)
+    enc = encode_conversation(policy, rollout.messages, frames=searcher.frames)
+    ids, mask = enc.input_ids.tolist(), enc.loss_mask.tolist()
+    trained = [t for t, m in zip(ids, mask) if m]
+    want = sum((tok(t + tok.eos_token, add_special_tokens=False)["input_ids"] for t in traj.turns), [])
+    assert trained == want  # exactly the assistant turns plus their end-of-turn token, in order
+    image_id = tok.convert_tokens_to_ids("<|image_pad|>")
+    n_images = 2 + 2 + 2  # preview + two searches
+    assert ids.count(image_id) > n_images  # placeholders were expanded...
+    assert not any(m for t, m in zip(ids, mask) if t == image_id)  # ...and are never trained on
+    untrained = tok.decode([t for t, m in zip(ids, mask) if not m])
+    for t in traj.turns:
+        assert t not in untrained
+    assert "These frames are at" in untrained and Q in untrained  # tool and user text is context only
+    assert enc.inputs["pixel_values"].shape[0] > 0
+
+
+def test_sft_lowers_assistant_loss_and_saves_a_loadable_policy(searcher, clip20, tmp_path):
+    trajs = trajectories(clip20)
+    policy = load_trainable_policy(tiny_policy_path())
+    convs = [replay_trajectory(t, searcher, max_turns=4, preview_frames=2).messages for t in trajs]
+
+    def eval_loss():
+        with torch.no_grad():
+            return sum(
+                float(assistant_loss(policy.model, encode_conversation(policy, c, searcher.frames)))
+                for c in convs
+            ) / len(convs)
+
+    before = eval_loss()
+    cfg = SFTConfig(
+        model=str(tiny_policy_path()),
+        data="unused.jsonl",
+        output_dir=str(tmp_path / "sft"),
+        encoder="tiny-untrained",
+        max_turns=4,
+        preview_frames=2,
+        learning_rate=3e-3,
+        max_steps=12,
+        logging_steps=0,
+    )
+    result = train_sft(cfg, searcher=searcher, policy=policy, trajectories=trajs)
+    after = eval_loss()
+    assert after < 0.7 * before, (before, after)
+    assert sum(result.losses[-3:]) < sum(result.losses[:3])
+    assert len(result.step_seconds) == 12 and all(n > 0 for n in result.assistant_tokens)
+
+    manifest = read_manifest(result.output_dir)
+    assert manifest.encoder == "tiny-untrained" and "training.sft" in manifest.notes
+    assert manifest.trained is False  # a random base stays flagged untrained
+    assert json.loads((result.output_dir / "training_config.json").read_text())["trainer"] == "sft"
+
+    loaded = load_policy(result.output_dir, device="cpu")
+    w_trained = dict(policy.model.named_parameters())["lm_head.weight"].detach()
+    w_loaded = dict(loaded.model.named_parameters())["lm_head.weight"]
+    assert torch.equal(w_trained, w_loaded)
+    rollout = AgentRunner(
+        build_temporal_graph(loaded, searcher, max_turns=1, preview_frames=2), max_turns=1
+    ).run(Q, str(clip20))
+    assert len(rollout.turns) == 1 and rollout.turns[0].generation.get("completion_ids")
+
+
+def test_entry_point_reads_a_json_recipe(searcher, clip20, tmp_path, capsys):
+    data = tmp_path / "traj.jsonl"
+    rows = [{"question": t.question, "video": t.video, "turns": t.turns} for t in trajectories(clip20)[:2]]
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    recipe = tmp_path / "sft.json"
+    recipe.write_text(
+        json.dumps(
+            {
+                "_comment": "keys starting with _ are ignored",
+                "model": str(tiny_policy_path()),
+                "data": str(data),
+                "output_dir": str(tmp_path / "out"),
+                "encoder": "tiny-untrained",
+                "cache_dir": str(tmp_path / "cache"),
+                "max_turns": 4,
+                "preview_frames": 2,
+                "max_steps": 5,
+            }
+        )
+    )
+    result = main(["--config", str(recipe), "--max_steps", "2", "--learning_rate", "0.001"])
+    assert len(result.losses) == 2 and result.num_examples == 2
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["output_dir"] == str(tmp_path / "out")
+    assert load_trajectories(data)[0].turns == rows[0]["turns"]
+
+
+def test_config_errors_name_what_is_valid(tmp_path):
+    with pytest.raises(TrainingConfigError, match="valid fields: .*learning_rate"):
+        load_config(SFTConfig, None, model="m", data="d", output_dir="o", learnin_rate=1.0)
+    with pytest.raises(TrainingConfigError, match=r"needs \['output_dir'\]"):
+        load_config(SFTConfig, None, model="m", data="d")
+    with pytest.raises(TrainingConfigError, match="max_steps must be >= 1"):
+        SFTConfig(model="m", data="d", output_dir="o", max_steps=0)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"question": "q", "video": "v.mp4"}) + "\n")
+    with pytest.raises(TrainingDataError, match="bad.jsonl:1: field 'turns'"):
+        load_trajectories(bad)

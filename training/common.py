@@ -1,0 +1,144 @@
+"""Pieces every trainer shares: seeding, loading a trainable policy, the searcher, checkpoints.
+
+- :func:`set_seed` - python, numpy and torch seeds.
+- :func:`load_trainable_policy` - a :class:`~agent_tools.policies.TransformersPolicy` from a
+  checkpoint directory (``load_policy``), model in float32 train mode.
+- :func:`build_searcher` - the real ``TemporalSearcher`` over a registered encoder.
+- :func:`save_checkpoint` - ``save_pretrained`` model + processor, ``videoseek_policy.json``
+  (the base manifest with ``trained: true`` and the run's notes) and ``training_config.json``:
+  a directory :func:`agent_tools.policies.load_policy` and ``videoseek ask --policy`` load.
+
+Usage::
+
+    policy = load_trainable_policy("runs/sft", device="cpu")
+    save_checkpoint(policy, "runs/grpo", config=cfg, trainer="grpo")
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any, Optional
+
+from training.config import config_to_dict
+from training.errors import TrainingConfigError
+
+__all__ = ["set_seed", "load_trainable_policy", "build_searcher", "save_checkpoint", "TRAINING_CONFIG_NAME"]
+
+TRAINING_CONFIG_NAME = "training_config.json"
+
+
+def set_seed(seed: int) -> None:
+    """Seed python, numpy and torch."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_trainable_policy(path: str | Path, *, device: str = "cpu", **kwargs: Any):
+    """Load a policy checkpoint for training.
+
+    Args:
+        path: A directory with ``save_pretrained`` files and ``videoseek_policy.json``.
+        device: Torch device.
+        **kwargs: :class:`~agent_tools.policies.TransformersPolicy` arguments (``do_sample``...).
+
+    Returns:
+        The policy; its model is float32 and in train mode.
+
+    Raises:
+        TrainingConfigError: If the checkpoint is not a transformers policy.
+    """
+    import torch
+
+    from agent_tools.policies import load_policy
+    from agent_tools.policies.transformers_policy import TransformersPolicy
+
+    policy = load_policy(path, device=device, dtype=torch.float32, **kwargs)
+    if not isinstance(policy, TransformersPolicy):
+        raise TrainingConfigError(
+            f"model {str(path)!r} is a {type(policy).__name__}; training needs a transformers checkpoint "
+            "(backend 'transformers' in its videoseek_policy.json)"
+        )
+    policy.model.train()
+    return policy
+
+
+def build_searcher(encoder: str, *, cache_dir: Optional[str] = None, device: str = "cpu"):
+    """The real ``TemporalSearcher`` over the registered encoder ``encoder``.
+
+    Args:
+        encoder: Registry name (``videoseek encoders`` lists them).
+        cache_dir: Embedding cache folder (default: the settings' cache).
+        device: Encoder device.
+
+    Returns:
+        The searcher.
+    """
+    from agent_tools.config import get_settings
+    from agent_tools.encoders import load_encoder
+    from agent_tools.temporal import TemporalSearcher
+
+    settings = get_settings(cache_dir=cache_dir, device=device, encoder=encoder)
+    return TemporalSearcher(load_encoder(encoder, device=device), settings=settings)
+
+
+def save_checkpoint(
+    policy: Any,
+    output_dir: str | Path,
+    *,
+    config: Any = None,
+    trainer: str = "training",
+    name: Optional[str] = None,
+    encoder: Optional[str] = None,
+    notes: Optional[str] = None,
+    **manifest_updates: Any,
+) -> Path:
+    """Write a loadable policy checkpoint.
+
+    Args:
+        policy: The trained :class:`~agent_tools.policies.TransformersPolicy`.
+        output_dir: Target directory (created).
+        config: The trainer config (written as ``training_config.json``).
+        trainer: Trainer name recorded in the manifest notes.
+        name: Manifest ``name`` (default: the output folder's name).
+        encoder: Encoder the searches used (default: the base manifest's).
+        notes: Extra notes.
+        **manifest_updates: Other manifest fields (e.g. ``soft_refinement=True``).
+
+    Returns:
+        The directory.
+    """
+    from agent_tools.policies.manifest import PolicyManifest, write_manifest
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    was_training = policy.model.training
+    policy.model.eval()
+    policy.model.save_pretrained(out)
+    policy.processor.save_pretrained(out)
+    if was_training:
+        policy.model.train()
+    base = policy.manifest if isinstance(policy.manifest, PolicyManifest) else PolicyManifest()
+    text = f"trained by training.{trainer} from {base.name or 'an unnamed policy'}"
+    if base.trained is False:
+        # a few steps on top of random weights do not make a usable policy: keep the flag, so
+        # `videoseek ask` still warns that its turns are noise
+        text += " (base had random weights; still marked trained: false)"
+    updates = dict(
+        name=name or out.name,
+        trained=bool(base.trained),
+        encoder=encoder or base.encoder,
+        notes=text + (f"; {notes}" if notes else ""),
+    )
+    updates.update(manifest_updates)
+    write_manifest(out, base.model_copy(update=updates))
+    if config is not None:
+        (out / TRAINING_CONFIG_NAME).write_text(
+            json.dumps({"trainer": trainer, **config_to_dict(config)}, indent=2) + "\n"
+        )
+    return out
