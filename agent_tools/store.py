@@ -274,7 +274,7 @@ class FrameEmbeddingStore:
             ts_buf: list[float] = []
             img_buf: list[np.ndarray] = []
             try:
-                with open_video(path, backend=self.backend, access="sequential") as reader:
+                with open_video(path, backend=self.backend, access="sequential", parallel_decoders=workers > 1) as reader:
                     for t, rgb in reader.iter_sampled(self.sample_fps, size=size, start=start, end=end):
                         if cancel.is_set():
                             return

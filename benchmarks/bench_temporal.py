@@ -51,7 +51,7 @@ def embedding_pass(video: Path, encoder) -> tuple[float, float]:
         t0 = time.perf_counter()
         n = sum(1 for _ in r.iter_sampled(2.0, size=size))
         ours_decode = time.perf_counter() - t0
-    print(f"  our decode-only pass (PyAV, {n} frames): {ours_decode:.2f} s")
+    print(f"  our decode-only pass (one PyAV reader, no segments, {n} frames): {ours_decode:.2f} s")
     base = None
     if shutil.which("ffmpeg"):
         cmd = ["ffmpeg", "-v", "error", "-i", str(video), "-vf", "fps=2", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]

@@ -7,8 +7,9 @@
 Which backend is the default (measured in ``benchmarks/bench_video.py``):
 
 - ``access="sequential"`` (the embedding pass walks the whole file): PyAV.
-- ``access="sparse"`` (a few frames at given times): PyAV too; decord is the fallback
-  when PyAV cannot read a file, and can be forced with ``backend="decord"``.
+- ``access="sparse"`` (a few frames at given times): PyAV too, its targets split between two
+  single-threaded decoders on multi-core machines; decord is the fallback when PyAV cannot
+  read a file, and can be forced with ``backend="decord"``.
 
 Usage::
 
@@ -49,9 +50,15 @@ BACKENDS = ("auto", "pyav", "decord")
 _DEFAULT_ORDER = {"sequential": ("pyav", "decord"), "sparse": ("pyav", "decord")}
 
 
-def _make(backend: str, path) -> VideoReader:
+def _make(backend: str, path, access: str = "sparse", parallel_decoders: bool = False) -> VideoReader:
     if backend == "pyav":
-        return PyAVReader(path)
+        if access == "sequential":
+            # one long walk: FFmpeg's own frame threading, unless the caller decodes segments in parallel
+            return PyAVReader(path, parallel=False, thread_type="NONE" if parallel_decoders else "AUTO")
+        # sparse reads seek before each target, where frame threading only adds latency; with
+        # several cores the reader splits the targets between two single-threaded decoders
+        parallel = (os.cpu_count() or 1) > 1
+        return PyAVReader(path, parallel=parallel, thread_type="NONE" if parallel else "SLICE")
     if backend == "decord":
         if not decord_available():
             raise InvalidArgumentError("video backend 'decord' is not installed here; valid backends: auto, pyav")
@@ -63,13 +70,16 @@ def open_video(
     path: str | os.PathLike,
     backend: str = "auto",
     access: Literal["sequential", "sparse"] = "sparse",
+    parallel_decoders: bool = False,
 ) -> VideoReader:
     """Open a video file.
 
     Args:
         path: The file.
         backend: ``"auto"``, ``"pyav"`` or ``"decord"``.
-        access: What the caller will do, used by ``"auto"`` to pick the faster backend.
+        access: What the caller will do; picks the backend (``"auto"``) and its threading.
+        parallel_decoders: The caller runs several readers of this file at once (segments of
+            one embedding pass): each then decodes single-threaded.
 
     Returns:
         An open :class:`VideoReader` (close it, or use it as a context manager).
@@ -79,13 +89,13 @@ def open_video(
         InvalidArgumentError: An unknown backend.
     """
     if backend != "auto":
-        return _make(backend, path)
+        return _make(backend, path, access, parallel_decoders)
     check_path(path)
     order = [b for b in _DEFAULT_ORDER[access] if b != "decord" or decord_available()]
     first_error: VideoReadError | None = None
     for name in order:
         try:
-            return _make(name, path)
+            return _make(name, path, access, parallel_decoders)
         except VideoReadError as exc:
             first_error = first_error or exc
     assert first_error is not None

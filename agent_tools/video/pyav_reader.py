@@ -40,9 +40,25 @@ class PyAVReader(VideoReader):
 
     backend = "pyav"
 
-    def __init__(self, path: str | os.PathLike, threads: int = 0, parallel: Optional[bool] = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        threads: int = 0,
+        parallel: Optional[bool] = None,
+        thread_type: str = "AUTO",
+    ):
+        """Open ``path``.
+
+        Args:
+            path: The video file.
+            threads: FFmpeg decoder threads (0: FFmpeg's choice).
+            parallel: Split sparse reads of 4+ far-apart frames between this reader and a
+                second one in a thread (default: on multi-core machines).
+            thread_type: FFmpeg threading: ``"AUTO"`` (frame + slice; best for one long walk),
+                ``"SLICE"``, or ``"NONE"`` (best when the caller already runs decoders in
+                parallel, and after seeks, where frame threading only adds latency).
+        """
         super().__init__(path)
-        # sparse reads of 4+ far-apart frames use a second decoder thread on multi-core machines
         self._parallel = (os.cpu_count() or 1) > 1 if parallel is None else parallel
         try:
             self._container = av.open(str(self.path), "r")
@@ -52,7 +68,7 @@ class PyAVReader(VideoReader):
             self._container.close()
             raise VideoReadError(self.path, "the file has no video stream")
         self._stream = self._container.streams.video[0]
-        self._stream.thread_type = "AUTO"
+        self._stream.thread_type = thread_type
         if threads:
             self._stream.thread_count = threads
         self._info: Optional[VideoInfo] = None
@@ -204,7 +220,7 @@ class PyAVReader(VideoReader):
 
         def second() -> None:
             try:
-                with PyAVReader(self.path, parallel=False) as other:
+                with PyAVReader(self.path, parallel=False, thread_type=self._stream.thread_type) as other:
                     result[1] = other.frames_at(uniq[half:].tolist(), size=size)
             except BaseException as exc:
                 errors.append(exc)
