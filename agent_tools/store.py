@@ -63,7 +63,11 @@ def fingerprint_file(path: str | os.PathLike) -> str:
     Raises:
         VideoReadError: The file is missing or unreadable.
     """
-    p = check_path(path)
+    return _fingerprint(check_path(path))
+
+
+def _fingerprint(p: Path) -> str:
+    """:func:`fingerprint_file` for a path that already passed :func:`check_path`."""
     st = p.stat()
     key = (str(p), st.st_size, st.st_mtime_ns, st.st_ino)
     with _FP_LOCK:
@@ -235,7 +239,7 @@ class FrameEmbeddingStore:
             VideoReadError: The file is missing, not a video, corrupt or truncated.
         """
         path = check_path(video)
-        fp = fingerprint_file(path)
+        fp = _fingerprint(path)
         entry = self._load(fp)
         if entry is not None:
             return entry
