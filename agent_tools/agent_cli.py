@@ -10,7 +10,8 @@
 - Each turn prints its thought, the searched window, query and returned timestamps, or the
   answer; ``--json`` prints the whole :class:`~agent_tools.graphs.Rollout` instead.
 
-Names: :func:`register` (adds ``ask`` to a Typer app), :func:`ask`.
+Names: :func:`register` (adds ``ask`` to a Typer app), :func:`ask`, :func:`format_turn` (the
+lines printed for one turn).
 """
 
 from __future__ import annotations
@@ -75,46 +76,32 @@ def ask(
     """Answer a question about VIDEO with a search policy, printing each turn."""
     from rich.console import Console
 
+    from agent_tools.graphs import AgentRunner, build_temporal_graph
+
     err = Console(stderr=True)
     try:
-        _ask(
-            video,
-            question,
-            policy,
-            model,
-            encoder,
-            max_turns,
-            max_new_tokens,
-            verify,
-            force_answer,
-            cache_dir,
-            device,
-            json_out,
-            err,
+        agent, searcher = _load(policy, model, encoder, cache_dir, device, video, err)
+        graph = build_temporal_graph(
+            agent,
+            searcher,
+            max_turns=max_turns,
+            verify=verify,
+            max_new_tokens=max_new_tokens,
+            force_answer=force_answer,
         )
+        _print_events(AgentRunner(graph, max_turns=max_turns).stream(question, str(video)), json_out)
     except VideoseekError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from None
 
 
-def _ask(
-    video,
-    question,
-    policy_src,
-    model,
-    encoder,
-    max_turns,
-    max_new_tokens,
-    verify,
-    force_answer,
-    cache_dir,
-    device,
-    json_out,
-    err,
-) -> None:
+def _load(policy_src, model, encoder, cache_dir, device, video, err):
+    """The policy, and a ``TemporalSearcher`` over the right encoder with ``video`` embedded.
+
+    Warns (on ``err``) about an untrained policy or encoder and an encoder the policy was not trained with.
+    """
     from agent_tools.config import get_settings
     from agent_tools.encoders import load_encoder
-    from agent_tools.graphs import AgentRunner, Rollout, build_temporal_graph
     from agent_tools.policies import load_policy
     from agent_tools.temporal import TemporalSearcher
 
@@ -144,17 +131,15 @@ def _ask(
 
         with progress_bar(f"embedding {Path(video).name} at {settings.sample_fps:g} fps") as cb:
             searcher.embeddings(video, progress=cb)
-    graph = build_temporal_graph(
-        policy,
-        searcher,
-        max_turns=max_turns,
-        verify=verify,
-        max_new_tokens=max_new_tokens,
-        force_answer=force_answer,
-    )
-    runner = AgentRunner(graph, max_turns=max_turns)
+    return policy, searcher
+
+
+def _print_events(events, json_out: bool) -> None:
+    """Each turn as it completes, then the answer (or, with ``json_out``, only the rollout as JSON)."""
+    from agent_tools.graphs import Rollout
+
     out = sys.stdout
-    for event in runner.stream(question, str(video)):
+    for event in events:
         if isinstance(event, Rollout):
             if json_out:
                 out.write(json.dumps(event.to_dict(), indent=2, default=str) + "\n")
@@ -164,7 +149,8 @@ def _ask(
                 v = event.verification
                 verdict = "sufficient" if v["sufficient"] else "INSUFFICIENT"
                 out.write(
-                    f"verification: {verdict} evidence ({v['num_frames']} frames); re-answer: {v['answer']}\n"
+                    f"verification: {verdict} evidence ({v['num_frames']} frames); "
+                    f"re-answer: {v['answer'] if v['answer'] is not None else '(none)'}\n"
                 )
         elif not json_out:
             out.write("\n".join(format_turn(event)) + "\n")

@@ -268,7 +268,8 @@ def make_moment_tool(
     Args:
         moment_searcher: A ``MomentSearcher`` (``search(query, top_k=, video=)``).
         frames: Optional frame resolver (e.g. ``TemporalSearcher.frames``); when given, each
-            moment's best frame is shown as a thumbnail after its line.
+            moment's best frame is shown as a thumbnail after its line (or, when it cannot be
+            read, a line saying why).
         max_side: Thumbnail size.
         jpeg_quality: JPEG quality.
         name: Tool name.
@@ -303,7 +304,8 @@ def make_moment_tool(
                 t = m.peak_time if m.peak_time is not None else (m.start + m.end) / 2
                 try:
                     img = frames(m.path, [t], max_side=max_side)[0]
-                except VideoseekError:
+                except VideoseekError as exc:  # e.g. the file moved since indexing: say so, keep the rest
+                    blocks.append({"type": "text", "text": f"(no thumbnail: {exc})"})
                     continue
                 blocks += frame_content([img], [t], jpeg_quality=jpeg_quality)
         if not res.moments:

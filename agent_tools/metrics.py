@@ -128,7 +128,12 @@ def best_iou(pred: Any, gt: Any) -> float:
     Returns:
         The largest IoU, in ``[0, 1]``.
     """
-    return float(np.max(temporal_iou(np.asarray(pred, dtype=np.float64)[None, :], _gt_windows(gt))))
+    return _best_iou(pred, _gt_windows(gt))
+
+
+def _best_iou(pred: Any, gts: np.ndarray) -> float:
+    """:func:`best_iou` against GT windows already checked by :func:`_gt_windows`."""
+    return float(np.max(temporal_iou(np.asarray(pred, dtype=np.float64)[None, :], gts)))
 
 
 def vr_recall_at_k(
@@ -237,7 +242,7 @@ def vcmr_recall_at_k(
             if r < len(ranked):
                 video, start, end = ranked[r][0], ranked[r][1], ranked[r][2]
                 if video == gt_video:
-                    best = max(best, float(np.max(temporal_iou(np.array([[start, end]], float), gts))))
+                    best = max(best, _best_iou((start, end), gts))
             best_so_far[r] = best
         for k in ks:
             for t in ious:
@@ -303,7 +308,7 @@ def haystack_temporal_prf(
     Raises:
         InvalidArgumentError: If the threshold is negative or a time is not finite.
     """
-    if threshold < 0:
+    if not threshold >= 0:  # also refuses NaN
         raise InvalidArgumentError(f"threshold must be >= 0 seconds, got {threshold}")
     pred = np.asarray(pred_times, dtype=np.float64).reshape(-1)
     gt = np.asarray(gt_times, dtype=np.float64).reshape(-1)
@@ -339,7 +344,8 @@ def haystack_temporal_prf_dataset(
         InvalidArgumentError: If the lists differ in length or are empty.
     """
     _check_lengths(preds, gts, "preds", "gts")
-    scored = [s for s in (haystack_temporal_prf(p, g, threshold) for p, g in zip(preds, gts)) if s]
+    per_sample = (haystack_temporal_prf(p, g, threshold) for p, g in zip(preds, gts))
+    scored = [s for s in per_sample if s is not None]
     n = len(scored)
     return {
         "precision": float(np.mean([s.precision for s in scored])) if n else 0.0,

@@ -7,12 +7,17 @@ functions, so the graphs, the CLI, the trainer and the tests share one definitio
   num_frames)``, the temporal search of TimeSearch-R's tool) and :data:`MOMENT_TOOL`
   (``search_moments(query, top_k)``, corpus search), both in the OpenAI ``function`` format.
 - Prompts: :func:`system_prompt`, :func:`user_prompt`, :func:`search_response_text`,
-  :func:`corrective_text`, the completeness check (:data:`VERIFY_SYSTEM_PROMPT`,
+  :func:`corrective_text`, :func:`budget_text`, :func:`format_timestamp`, :func:`format_timestamps`,
+  the completeness check (:data:`VERIFY_SYSTEM_PROMPT`,
   :func:`verify_user_text`, :func:`is_insufficient`) and the corpus verification
   (:data:`CORPUS_SYSTEM_PROMPT`, :func:`corpus_user_text`).
-- Parsing: :func:`cleanup_response` (cut after the first closing tag) and
+- Parsing: :func:`cleanup_response` (cut after the first closing tag of :data:`STOP_STRINGS`),
+  :func:`close_open_block` (re-add a closing tag a stop string removed) and
   :func:`parse_action` (the first ``<tool_call>`` or ``<answer>`` block, with lenient JSON
-  repair by :func:`repair_json`); :func:`parse_verification` for corpus verdicts.
+  repair by :func:`repair_json`); :func:`extract_answer`; :func:`parse_verification` for
+  corpus verdicts.
+- :data:`REFINE_TOKEN` - the soft-query-refinement token (VideoSearch-R1's output format), shared
+  by :mod:`agent_tools.policies.soft_refine` and the trainer's rewards.
 - Argument coercion: :func:`coerce_seek_arguments`.
 
 A policy turn is ``<think>...</think>`` followed by exactly one of
@@ -40,6 +45,8 @@ __all__ = [
     "SEEK_TOOL_NAME",
     "MOMENT_TOOL_NAME",
     "MAX_FRAMES_PER_SEARCH",
+    "REFINE_TOKEN",
+    "STOP_STRINGS",
     "SEEK_TOOL",
     "MOMENT_TOOL",
     "TOOLS",
@@ -58,6 +65,7 @@ __all__ = [
     "CORPUS_SYSTEM_PROMPT",
     "corpus_user_text",
     "cleanup_response",
+    "close_open_block",
     "repair_json",
     "parse_action",
     "parse_verification",
@@ -71,6 +79,11 @@ SEEK_TOOL_NAME = "seek_video_frames"
 MOMENT_TOOL_NAME = "search_moments"
 #: Most frames one search may return (TimeSearch-R's ``MAX_NUM_KEY_FRAMES``).
 MAX_FRAMES_PER_SEARCH = 8
+#: Closing tags that end a policy turn: generation stops at them (stop strings) and
+#: :func:`cleanup_response` cuts after the first.
+STOP_STRINGS = ("</tool_call>", "</answer>")
+#: The soft-query-refinement token (VideoSearch-R1): the policy's hidden state there is projected.
+REFINE_TOKEN = "<REFINE>"
 #: End time used when a call gives none: far past any video, i.e. "to the end".
 _OPEN_END = 65535.0
 
@@ -327,7 +340,7 @@ class Verdict:
     error: Optional[str] = None
 
 
-_CLOSERS = re.compile(r"</tool_call>|</answer>", re.IGNORECASE)
+_CLOSERS = re.compile("|".join(re.escape(s) for s in STOP_STRINGS), re.IGNORECASE)
 _THINK = re.compile(r"<think>(.*?)(?:</think>|$)", re.IGNORECASE | re.DOTALL)
 _BLOCK = re.compile(r"<(tool_call|answer)>(.*?)(?:</\1>|$)", re.IGNORECASE | re.DOTALL)
 
@@ -340,6 +353,15 @@ def cleanup_response(text: str) -> str:
     """
     m = _CLOSERS.search(text)
     return text[: m.end()] if m else text
+
+
+def close_open_block(text: str) -> str:
+    """Re-add a closing tag that a server's stop strings removed (``<answer>B`` -> ``<answer>B</answer>``)."""
+    for tag in ("tool_call", "answer"):
+        opened, closed = text.rfind(f"<{tag}>"), text.rfind(f"</{tag}>")
+        if opened >= 0 and closed < opened:
+            return text + f"</{tag}>"
+    return text
 
 
 def extract_answer(text: str) -> Optional[str]:

@@ -35,7 +35,7 @@ Design:
   and the corpus index. The lifespan starts loading it (once per server object, in the
   background, so the host's handshake and tool listing do not wait for torch); calls wait
   for it, and later calls and connections reuse the loaded models. If loading fails, the
-  server keeps running and every tool call returns the reason.
+  server keeps running and every tool call fails with the reason (an ``isError`` result).
 - ``video`` is an index id or a path under a media root (:mod:`mcp_server.security`).
 - Engine calls run in worker threads (two at a time). A video's first search embeds its
   frames once (:class:`EmbedJob`, one background pass per video, one pass at a time); the call
@@ -86,7 +86,7 @@ from agent_tools.errors import UnknownVideoError, VideoseekError
 from agent_tools.protocol import format_timestamp, format_timestamps
 from agent_tools.types import FrameSelection, MomentSearchResult, VideoInfo, VideoRecord
 
-from .media import DEFAULT_BUDGET, EncodedBatch, encode_frames
+from .media import DEFAULT_BUDGET, EncodedBatch, base64_len, encode_frames
 from .models import VideoPage
 from .security import MediaResolver, looks_like_url
 
@@ -132,7 +132,7 @@ class ResolvedVideo:
     ref: str
     path: Any  # Path of a local file, or an allowed URL string
     video_id: Optional[str] = None
-    record: Any = None
+    record: Optional[VideoRecord] = None  # the index's record, when the index holds the video
 
 
 class EmbedJob:
@@ -270,9 +270,11 @@ class ServerState:
             p = self.index_dir / sub
             try:
                 if p.is_dir():
-                    sig.extend(sorted((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in p.iterdir()))
+                    stats = [(f.name, f.stat()) for f in p.iterdir()]
+                    sig.extend(sorted((name, st.st_mtime_ns, st.st_size) for name, st in stats))
                 elif p.exists():
-                    sig.append((sub, p.stat().st_mtime_ns, p.stat().st_size))
+                    st = p.stat()
+                    sig.append((sub, st.st_mtime_ns, st.st_size))
             except OSError:
                 sig.append((sub, None))
         return tuple(sig)
@@ -347,22 +349,15 @@ class ServerState:
 
     def indexed_count(self) -> int:
         """Videos with status ``indexed`` in the current index (0 without one)."""
-        if self.index is None:
-            return 0
-        catalog = getattr(self.index, "catalog", None)
-        if catalog is not None and hasattr(catalog, "counts"):
-            return int(catalog.counts().get("indexed", 0))
-        return len(self.index.list_videos(status="indexed"))
+        return 0 if self.index is None else self.index.catalog.count_indexed()
 
-    def lookup_indexed(self, ref: str) -> Any:
+    def lookup_indexed(self, ref: str) -> Optional[VideoRecord]:
         """The index record whose id (or path) is ``ref``, or ``None``."""
         if self.index is None:
             return None
         try:
             return self.index.get_video(ref)
-        except (UnknownVideoError, KeyError, LookupError):
-            return None
-        except VideoseekError:
+        except UnknownVideoError:
             return None
 
     # ---------------------------------------------------------------- videos
@@ -383,39 +378,17 @@ class ServerState:
         ref = ref.strip()
         self.refresh_index()
         record = None if looks_like_url(ref) else self.lookup_indexed(ref)
-        if record is not None and _record_id(record) == ref:
-            return ResolvedVideo(ref=ref, path=Path(_record_path(record)), video_id=ref, record=record)
+        if record is not None and record.video_id == ref:
+            return ResolvedVideo(ref=ref, path=Path(record.path), video_id=ref, record=record)
         try:
             path = self.resolver.resolve(ref)
         except VideoseekError as exc:
             ids = "an index id (see list_videos)" if self.index is not None else "no index ids (no index yet)"
             raise ToolError(f"{exc}. `video` may be {ids} or a path as described.") from exc
-        video_id, record = None, None
-        if isinstance(path, Path):
-            record = self.lookup_indexed(str(path))
-            if record is not None:
-                video_id = _record_id(record)
-        return ResolvedVideo(ref=ref, path=path, video_id=video_id, record=record)
-
-
-def _record_id(record: Any) -> str:
-    for attr in ("video_id", "id"):
-        value = getattr(record, attr, None)
-        if value is not None:
-            return str(value)
-    raise AttributeError("index record has no id")
-
-
-def _record_path(record: Any) -> str:
-    return str(record.path)
-
-
-def _record_field(record: Any, *names: str) -> Any:
-    for name in names:
-        value = getattr(record, name, None)
-        if value is not None:
-            return value
-    return None
+        record = self.lookup_indexed(str(path)) if isinstance(path, Path) else None
+        return ResolvedVideo(
+            ref=ref, path=path, video_id=record.video_id if record is not None else None, record=record
+        )
 
 
 def load_state(settings: Settings, *, encoder: Any = None, load_index: bool = True) -> ServerState:
@@ -485,8 +458,8 @@ class StateLoader:
 
     The transport starts answering at once (hosts see the tool list without waiting for torch
     and the encoder to load); a tool call that arrives earlier waits for the load. A failed
-    load (say, an encoder whose weights are missing) does not stop the server: every tool then
-    returns the reason as an ``isError`` result, which the host shows to the user.
+    load (say, an encoder whose weights are missing) does not stop the server: every tool call
+    then raises a :class:`ToolError` with the reason, which the host shows as an ``isError`` result.
 
     Args:
         load: Builds the state (runs in a worker thread).
@@ -613,7 +586,10 @@ async def _wait_for_embeddings(
 
 async def _resolve(state: ServerState, video: Any) -> ResolvedVideo:
     """Resolve a ``video`` argument in a worker thread (it may reload the index)."""
-    target = await anyio.to_thread.run_sync(state.resolve_video, video)
+    try:
+        target = await anyio.to_thread.run_sync(state.resolve_video, video)
+    except Exception as exc:  # noqa: BLE001 - a readable isError result, never a bare SDK error
+        raise _tool_error(exc, f"resolving video {video!r}") from exc
     if not isinstance(target.path, Path):
         raise ToolError(
             f"video {target.ref!r} is a URL; URLs pass the server's allow-list, but the search engines read "
@@ -646,7 +622,7 @@ async def _encode(
             order = sorted(keep, key=lambda i: hits[i].score)
         else:
             order = keep[1::2] + keep[0::2]
-        sizes = {i: len(batch.frames[i].b64) for i in keep}
+        sizes = {i: base64_len(len(batch.frames[i].data)) for i in keep}
         total = batch.total_base64
         for i in order:
             if total <= budget or len(keep) == 1:
@@ -668,10 +644,9 @@ def _selection_sent(selection: FrameSelection, hits: list[Any]) -> FrameSelectio
 
 
 def _index_text(target: ResolvedVideo) -> str:
-    if target.video_id is None:
+    if target.record is None:
         return "not in the corpus index"
-    status = _status_text(_record_field(target.record, "status")) if target.record is not None else None
-    return f"in the corpus index as {target.video_id}" + (f" ({status})" if status else "")
+    return f"in the corpus index as {target.record.video_id} ({target.record.status})"
 
 
 def _facts_text(target: ResolvedVideo, batch: Optional[EncodedBatch] = None) -> str:
@@ -979,9 +954,7 @@ def build_server(
         records = await _run_engine(state, run, "listing videos")
         page = records[offset : offset + limit]
         nxt = offset + limit if offset + limit < len(records) else None
-        return VideoPage(
-            total=len(records), offset=offset, next_offset=nxt, videos=[_video_record(r) for r in page]
-        )
+        return VideoPage(total=len(records), offset=offset, next_offset=nxt, videos=page)
 
     # ------------------------------------------------------------------ search_moments
     @tool("Search moments")
@@ -1020,7 +993,7 @@ def build_server(
                         f"video {video!r} is not in the corpus index; use an id from list_videos, or leave "
                         "video out to search every indexed video"
                     )
-                video_id = _record_id(record)
+                video_id = record.video_id
             if state.indexed_count() == 0:
                 raise ToolError(
                     f"the corpus index at {state.index_dir} holds no indexed videos yet; {_INDEX_HINT}"
@@ -1045,11 +1018,18 @@ def build_server(
 
     # ------------------------------------------------------------------ resources
     # Static resources get no Context in the SDK, so they reach the state through `loader`.
-    async def _holder_state() -> ServerState:
+    async def read_resource(build: Callable[[ServerState], str]) -> str:
+        """``build(state)`` in a worker thread, on the loaded state with the index refreshed."""
         try:
-            return await loader.get()
+            state = await loader.get()
         except ToolError as exc:
             raise ResourceError(str(exc)) from exc
+
+        def run() -> str:
+            state.refresh_index()
+            return build(state)
+
+        return await anyio.to_thread.run_sync(run)
 
     @server.resource(
         "videoseek://videos",
@@ -1059,22 +1039,16 @@ def build_server(
         mime_type="application/json",
     )
     async def videos_resource() -> str:
-        state = await _holder_state()
-
-        def run() -> str:
-            state.refresh_index()
+        def build(state: ServerState) -> str:
             if state.index is None:
                 return json.dumps(
                     {"available": False, "message": f"{state.index_error}; {_INDEX_HINT}", "videos": []},
                     indent=1,
                 )
-            records = state.index.list_videos()
-            return json.dumps(
-                {"available": True, "videos": [_video_record(r).model_dump(mode="json") for r in records]},
-                indent=1,
-            )
+            videos = [r.model_dump(mode="json") for r in state.index.list_videos()]
+            return json.dumps({"available": True, "videos": videos}, indent=1)
 
-        return await anyio.to_thread.run_sync(run)
+        return await read_resource(build)
 
     @server.resource(
         "videoseek://videos/{video_id}",
@@ -1084,18 +1058,15 @@ def build_server(
         mime_type="application/json",
     )
     async def video_resource(video_id: str) -> str:
-        state = await _holder_state()
-
-        def run() -> str:
-            state.refresh_index()
+        def build(state: ServerState) -> str:
             if state.index is None:
                 raise ResourceError(f"{state.index_error}; {_INDEX_HINT}")
             record = state.lookup_indexed(video_id)
-            if record is None or _record_id(record) != video_id:
+            if record is None or record.video_id != video_id:
                 raise ResourceError(f"no indexed video with id {video_id!r}; see videoseek://videos")
-            return json.dumps(_jsonable(record), indent=1, default=str)
+            return json.dumps(record.model_dump(mode="json"), indent=1)
 
-        return await anyio.to_thread.run_sync(run)
+        return await read_resource(build)
 
     @server.resource(
         "videoseek://index/status",
@@ -1105,10 +1076,7 @@ def build_server(
         mime_type="application/json",
     )
     async def index_status_resource() -> str:
-        state = await _holder_state()
-
-        def run() -> str:
-            state.refresh_index()
+        def build(state: ServerState) -> str:
             status: dict[str, Any] = {
                 "index_dir": str(state.index_dir),
                 "available": state.index is not None,
@@ -1121,35 +1089,12 @@ def build_server(
             if state.index is None:
                 status["message"] = f"{state.index_error}; {_INDEX_HINT}"
             else:
-                status["index"] = _jsonable(state.index.status())
-            return json.dumps(status, indent=1, default=str)
+                status["index"] = state.index.status().model_dump(mode="json")
+            return json.dumps(status, indent=1)
 
-        return await anyio.to_thread.run_sync(run)
+        return await read_resource(build)
 
     return server
-
-
-def _status_text(value: Any) -> Optional[str]:
-    if value is None:
-        return None
-    return str(getattr(value, "value", value))
-
-
-def _video_record(record: Any) -> VideoRecord:
-    """The index's row as the shared :class:`VideoRecord` (the corpus index already returns one)."""
-    if isinstance(record, VideoRecord):
-        return record
-    return VideoRecord.model_validate(record, from_attributes=True)
-
-
-def _jsonable(obj: Any) -> Any:
-    if hasattr(obj, "model_dump"):
-        return obj.model_dump(mode="json")
-    if hasattr(obj, "__dataclass_fields__"):
-        import dataclasses
-
-        return json.loads(json.dumps(dataclasses.asdict(obj), default=str))
-    return obj
 
 
 def _version() -> str:

@@ -84,6 +84,7 @@ def _run(mode: str, index_dir: str, files: list[str]) -> None:
         catalog_mod.Catalog.commit_indexed = commit
     if mode == "during_shard_write":
         from agent_tools.corpus import builder as builder_mod
+        from agent_tools.corpus._io import TMP_SUFFIX
 
         real_write = builder_mod.atomic_write
         shard_calls = {"n": 0}
@@ -91,7 +92,7 @@ def _run(mode: str, index_dir: str, files: list[str]) -> None:
         def torn_shard(path, writer):
             shard_calls["n"] += 1
             if shard_calls["n"] == 2:  # the second video's shard: half written, never renamed
-                tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp-write")
+                tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}{TMP_SUFFIX}")
                 tmp.write_bytes(b"PK\x03\x04" + b"\x00" * 64)
                 crash()
             return real_write(path, writer)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -49,7 +50,8 @@ def test_ask_prints_each_turn_and_the_answer(clip20, tmp_path, monkeypatch):
     assert "turn 1" in out and "thought: The preview is too coarse." in out
     assert "search:  'the bright square'" in out and "window:  4.0s - 8.0s" in out
     frames_line = next(line for line in out.splitlines() if line.strip().startswith("frames:"))
-    assert frames_line.count("s") >= 3
+    shown = [float(t) for t in re.findall(r"(\d+\.\d)s", frames_line)]
+    assert len(shown) == 3 and all(4.0 <= t <= 8.0 for t in shown), frames_line  # the 3 searched frames
     assert "answer: a square  [answered]" in out
     assert "verification: sufficient evidence (3 frames)" in out
 

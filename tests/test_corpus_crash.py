@@ -210,3 +210,28 @@ def test_vectors_held_twice_after_a_torn_merge_are_deduplicated(tmp_path, videos
     _, got = again.vectors.search(shard.seg_vectors[0].astype(np.float32), 5)
     assert len(set(got[0].tolist())) == 5  # no id returned twice
     again.close()
+
+
+def test_damaged_shard_is_skipped_by_search_and_reindexed_by_update(tmp_path, videos):
+    """A shard cut short on disk: searches skip that video (no crash), the next update re-indexes it."""
+    from agent_tools.corpus import MomentSearcher
+    from agent_tools.errors import IndexCorruptError
+
+    idx = CorpusIndex.open(tmp_path / "index", HashEncoder(), store=HashStore())
+    idx.update(videos[:3])
+    broken = idx.get_video(videos[1])
+    shard_file = tmp_path / "index" / "shards" / idx.catalog.row(video_id=broken.video_id)["shard"]
+    idx.close()
+    data = shard_file.read_bytes()
+    shard_file.write_bytes(data[: len(data) // 2])
+
+    idx = CorpusIndex.open(tmp_path / "index", HashEncoder(), store=HashStore())
+    with pytest.raises(IndexCorruptError, match="videoseek index"):
+        idx.shard(broken.video_id)
+    q = np.random.default_rng(3).standard_normal(HashEncoder.dim).astype(np.float32)
+    result = MomentSearcher(idx, HashEncoder()).search(q / np.linalg.norm(q), top_k=10)
+    assert result.moments and broken.video_id not in {m.video_id for m in result.moments}
+    report = idx.update(videos[:3])
+    assert report.changed == [str(videos[1])] and report.unchanged == 2 and not report.failed
+    check_whole(idx)
+    idx.close()

@@ -248,6 +248,10 @@ def test_encoder_mismatch_and_bad_kind(tmp_path, built, tiny_encoder):
 
     with pytest.raises(InvalidArgumentError, match="built with encoder 'tiny-untrained'"):
         CorpusIndex.open(index.index_dir, Other(), store=object())
+    with pytest.raises(InvalidArgumentError, match="built with encoder 'tiny-untrained'"):
+        MomentSearcher(index, Other())  # searching with another encoder is refused too
+    with pytest.raises(InvalidArgumentError, match="per_video"):
+        MomentSearcher(index, tiny_encoder, per_video=0)
     with pytest.raises(InvalidArgumentError, match="auto, flat, ivf, hnsw"):
         CorpusIndex.open(tmp_path / "x", tiny_encoder, kind="annoy")
     (tmp_path / "videos").mkdir()

@@ -144,6 +144,8 @@ def test_errors_and_corrupt_file(tmp_path):
         VectorIndex.load(tmp_path, D)
     s, i = VectorIndex(D).search(np.ones(D, np.float32), 3)
     assert (i == -1).all() and np.isneginf(s).all()
+    with pytest.raises(InvalidArgumentError, match="k must be an integer >= 1"):
+        VectorIndex(D).search(np.ones(D, np.float32), 0)
 
 
 def test_segment_windows_and_pooling():

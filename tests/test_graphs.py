@@ -154,6 +154,8 @@ def test_preview_frames_and_window_hint():
 def test_bad_input_and_arguments_are_rejected():
     with pytest.raises(InvalidArgumentError, match="max_turns"):
         build_temporal_graph(ScriptedPolicy(["x"]), FakeSearcher(), max_turns=0)
+    with pytest.raises(InvalidArgumentError, match="top_k must be >= 1"):
+        build_corpus_graph(ScriptedPolicy(["x"]), FakeMomentSearcher(MOMENTS), top_k=0)
     graph = build_temporal_graph(ScriptedPolicy(["x"]), FakeSearcher()).compile()
     with pytest.raises(InvalidArgumentError, match="question"):
         graph.invoke({"question": " ", "video": "v.mp4"})
@@ -193,6 +195,7 @@ def test_verification_reports_insufficient_evidence():
     p2 = ScriptedPolicy([answer("red")])
     out, _ = run(p2, verify=True)
     assert out["verification"]["num_frames"] == 0 and out["verification"]["sufficient"] is False
+    assert out["verification"]["answer"] is None  # no re-answer is made up
     assert len(p2.calls) == 1
 
 
@@ -473,6 +476,13 @@ def test_corpus_soft_refinement_when_the_checkpoint_provides_it():
     out = build_corpus_graph(policy, ms, frames=FakeSearcher().frames).compile().invoke({"query": "dog"})
     assert isinstance(ms.queries[1], np.ndarray) and ms.queries[1].tolist() == [0.5] * 4
     assert out["answer"]["video_id"] == "cat-sofa"
+
+
+def test_corpus_rejects_a_policy_claiming_soft_refinement_it_cannot_do():
+    """No silent fallback to text refinement when the manifest promises soft refinement."""
+    policy = ScriptedPolicy(["<answer>matched</answer>"], manifest=PolicyManifest(soft_refinement=True))
+    with pytest.raises(InvalidArgumentError, match="no refine_query_vector"):
+        build_corpus_graph(policy, FakeMomentSearcher(MOMENTS), frames=FakeSearcher().frames)
 
 
 def test_merge_frames_keeps_first_occurrence_in_order():

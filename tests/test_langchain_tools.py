@@ -107,6 +107,10 @@ def test_moment_tool_lists_moments_with_optional_thumbnails():
     assert [b["type"] for b in msg.content] == ["text", "text", "text", "image", "text", "text", "image"]
     assert msg.content[2]["text"] == "12.5s" and max(decode(msg.content[3]).size) == 64
     assert [c["timestamps"] for c in s.frame_calls] == [[12.5], [7.0]]
+    # a thumbnail that cannot be read is reported in place, not dropped silently
+    partial = make_moment_tool(ms, frames=FakeSearcher(videos=["dog.mp4"]).frames)
+    texts = [b.get("text", "") for b in call(partial, {"query": "a dog"}).content]
+    assert any(t.startswith("(no thumbnail: unknown video 'cat.mp4'") for t in texts)
     empty = make_moment_tool(FakeMomentSearcher([]))
     assert "Nothing matched" in call(empty, {"query": "x"}).content[-1]["text"]
     assert call(plain, {"query": "x", "top_k": 0}).status == "error"

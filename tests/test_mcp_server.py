@@ -816,3 +816,15 @@ async def test_no_media_roots_and_no_index(media, tiny_encoder):
     assert "no media roots are configured (set VIDEOSEEK_MEDIA_ROOTS)" in error_text(seek)
     assert "no index ids" in error_text(seek)
     assert "videoseek index" in error_text(listing)
+
+
+@pytest.mark.anyio
+async def test_nul_byte_in_video_is_a_clear_error_with_an_index(indexed):
+    """With an index loaded, the id/path look-up must not turn a NUL byte into a raw ValueError."""
+    async with Client(indexed) as client:
+        info = await client.call_tool("video_info", {"video": "a\x00.mp4"})
+        moments = await client.call_tool("search_moments", {"query": "x", "video": "a\x00.mp4"})
+        good = await client.call_tool("list_videos", {})
+    assert "NUL" in error_text(info)
+    assert "not in the corpus index" in error_text(moments)
+    assert good.structured_content["total"] == 2  # and the server keeps serving

@@ -211,6 +211,31 @@ def test_invalid_settings_fail_with_one_line(corpus):
     )
 
 
+def _listening_hosts(port: int) -> list[str] | None:
+    """Local addresses of the TCP sockets listening on ``port``, from ``/proc/net`` (Linux) or
+    ``ss``; ``None`` where neither is available."""
+    proc_net = Path("/proc/net/tcp")
+    if proc_net.exists():
+        hosts = []
+        for line in proc_net.read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            addr, hexport = local.split(":")
+            if state == "0A" and int(hexport, 16) == port:  # 0A: LISTEN; address in little-endian hex
+                hosts.append(socket.inet_ntoa(bytes.fromhex(addr)[::-1]))
+        tcp6 = Path("/proc/net/tcp6")
+        for line in (tcp6.read_text().splitlines()[1:] if tcp6.exists() else []):
+            local, state = line.split()[1], line.split()[3]
+            addr, hexport = local.rsplit(":", 1)
+            if state == "0A" and int(hexport, 16) == port:
+                hosts.append(f"[{addr}]")  # any IPv6 listener is unexpected: the default is 127.0.0.1
+        return hosts
+    if shutil.which("ss"):
+        out = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout
+        local = [ln.split()[3] for ln in out.splitlines()]
+        return [addr.rsplit(":", 1)[0] for addr in local if addr.endswith(f":{port}")]
+    return None
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -240,12 +265,9 @@ async def test_streamable_http_on_localhost(corpus):
             except OSError:
                 assert time.monotonic() < deadline, "server did not start listening"
                 await anyio.sleep(0.25)
-        listening = (
-            subprocess.run(["ss", "-ltn"], capture_output=True, text=True) if shutil.which("ss") else None
-        )
-        if listening is not None and listening.returncode == 0:
-            lines = [ln for ln in listening.stdout.splitlines() if f":{port} " in ln]
-            assert lines and all("127.0.0.1:" in ln for ln in lines), lines
+        hosts = _listening_hosts(port)
+        if hosts is not None:  # bound to the loopback address only, never to all interfaces
+            assert hosts and set(hosts) <= {"127.0.0.1"}, hosts
         async with Client(f"http://127.0.0.1:{port}/mcp", read_timeout_seconds=TIMEOUT) as client:
             assert {t.name for t in (await client.list_tools()).tools} == TOOLS
             result = await client.call_tool(

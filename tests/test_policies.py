@@ -111,6 +111,8 @@ def test_scripted_policy_replays_records_and_runs_out_loudly():
     assert p.calls[0]["messages"][1]["content"][1]["type"] == "frame"  # recorded as references
     with pytest.raises(InvalidArgumentError, match="ran out of replies"):
         p.generate(conversation(), frames=s.frames)
+    with pytest.raises(InvalidArgumentError, match="max_new_tokens must be >= 1"):
+        p.generate(conversation(), frames=s.frames, max_new_tokens=0)  # never silently the default
     q = ScriptedPolicy(["x"], repeat_last=True, resolve_images=False)
     assert q.generate(conversation()) == q.generate(conversation()) == "x"
     assert q.calls[0]["num_images"] == 0
@@ -205,6 +207,10 @@ def test_loader_rejects_a_directory_without_manifest(tmp_path):
             "tool 'zoom' is unknown",
         ),
         ({"backend": "openai"}, "needs base_url"),
+        (
+            {"backend": "openai", "base_url": "http://gpu:9000/v1", "soft_refinement": True},
+            "soft_refinement needs backend 'transformers'",
+        ),
     ],
 )
 def test_loader_rejects_invalid_manifests(tmp_path, changes, message):
@@ -357,6 +363,8 @@ def test_langchain_policy_wraps_any_chat_model_with_standard_image_blocks():
     assert chat.call_kwargs[0]["max_tokens"] == 17
     assert chat.call_kwargs[0]["stop"] == ["</tool_call>", "</answer>"]
     assert protocol.parse_action(out).kind == "tool_call"
+    with pytest.raises(InvalidArgumentError, match="tool_role must be 'user'"):
+        LangChainPolicy(chat, tool_role="tool")  # never silently overridden
 
 
 def test_qwen3_vl_family_runs_through_the_same_backend(tmp_path):

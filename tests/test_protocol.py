@@ -80,9 +80,10 @@ def test_tags_mentioned_inside_think_do_not_count():
     a = parse_action(
         f"<think>I could write <answer>B</answer> but first search</think><tool_call>{CALL}</tool_call>"
     )
-    # cleanup cuts at the first closer, which is inside the thought: the reply is an answer then.
-    # What matters is that it never crashes and is one of the two actions.
-    assert a.kind in ("answer", "tool_call")
+    # a *closed* block inside the thought is the exception: cleanup cuts at the first closer
+    # (TimeSearch-R's rule), so the turn that was acted on ends there and is that answer
+    assert a.kind == "answer" and a.answer == "B"
+    assert a.text == "<think>I could write <answer>B</answer>"
     c = parse_action(f"<think>I will use <answer> tags later</think><tool_call>{CALL}</tool_call>")
     assert c.kind == "tool_call" and c.arguments["query"] == "a red car"
 

@@ -122,22 +122,17 @@ def test_one_grpo_step_on_the_tiny_policy(searcher, clip20, tmp_path):
     assert len(rollout.turns) == 1
 
 
+def _one_turn_config(**kw) -> GRPOConfig:
+    """Two one-turn rollouts per prompt, no KL, no verification: a fast single step."""
+    base = dict(model="m", data="d", output_dir="o", num_generations=2, max_turns=1, preview_frames=1)
+    base.update(beta=0.0, verify=False)
+    return GRPOConfig(**{**base, **kw})
+
+
 def test_a_step_raises_the_advantage_weighted_log_likelihood(searcher, clip20):
     """The update moves probability towards the better rollout: J = sum_t A * logp / N goes up."""
     policy = load_trainable_policy(tiny_policy_path())
-    cfg = GRPOConfig(
-        model="m",
-        data="d",
-        output_dir="o",
-        num_generations=2,
-        max_turns=1,
-        max_new_tokens=8,
-        preview_frames=1,
-        learning_rate=1e-4,
-        beta=0.0,
-        max_steps=1,
-        verify=False,
-    )
+    cfg = _one_turn_config(max_new_tokens=8, learning_rate=1e-4, max_steps=1)
     row = Trajectory(Q, str(clip20), answer="red")
 
     def reward(prompts, completions, **kw):
@@ -176,18 +171,7 @@ def test_a_step_raises_the_advantage_weighted_log_likelihood(searcher, clip20):
 def test_equal_rewards_leave_the_policy_unchanged(searcher, clip20):
     """No advantage and no KL: the step must not move the weights (updates come only from A)."""
     policy = load_trainable_policy(tiny_policy_path())
-    cfg = GRPOConfig(
-        model="m",
-        data="d",
-        output_dir="o",
-        num_generations=2,
-        max_turns=1,
-        max_new_tokens=4,
-        preview_frames=1,
-        learning_rate=1e-2,
-        beta=0.0,
-        verify=False,
-    )
+    cfg = _one_turn_config(max_new_tokens=4, learning_rate=1e-2)
     before = {n: p.detach().clone() for n, p in policy.model.named_parameters()}
     opt = torch.optim.AdamW(policy.model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
     stats = grpo_step(

@@ -207,6 +207,9 @@ def test_query_refine_quality_reward():
     )
     assert got == pytest.approx([want, 0.0])  # no <REFINE> -> 0
     assert R.query_refine_quality_reward([None], [M], refine_quality=[0.3], margin_scale=2.0) == [0.6]
+    assert R.query_refine_quality_reward([None], [M], refine_quality=[0.3], margin_scale=0.0) == [0.0]
+    with pytest.raises(TrainingDataError, match="tau must be > 0"):
+        R.query_refine_quality_reward([None], [M], refine_quality=[0.3], tau=0)
 
 
 def test_videosearch_weighted_total():

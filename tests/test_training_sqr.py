@@ -12,6 +12,7 @@ import torch
 from agent_tools.policies import load_policy, read_manifest
 from tests.agent_fakes import tiny_policy_path
 from training.common import load_trainable_policy
+from training.errors import TrainingDataError
 from training.sqr import (
     SoftQueryProjector,
     SoftRefiner,
@@ -66,21 +67,17 @@ def _toy_examples(clip20):
     ]
 
 
+def _tiny_config(tmp_path, **kw) -> SQRConfig:
+    """A quiet recipe over the tiny encoder, writing to ``tmp_path/sqr`` (policy and data passed in)."""
+    base = dict(model="given", data="given", output_dir=str(tmp_path / "sqr"), encoder="tiny-untrained")
+    base.update(learning_rate=3e-3, logging_steps=0, verify_frames=2)
+    return SQRConfig(**{**base, **kw})
+
+
 def test_infonce_decreases_on_a_toy_corpus_and_checkpoint_round_trips(searcher, clip20, tmp_path):
     policy = load_trainable_policy(tiny_policy_path())
     examples = _toy_examples(clip20)
-    cfg = SQRConfig(
-        model=str(tiny_policy_path()),
-        data="unused",
-        output_dir=str(tmp_path / "sqr"),
-        encoder="tiny-untrained",
-        num_tokens=4,
-        learning_rate=3e-3,
-        batch_size=4,
-        max_steps=80,
-        logging_steps=0,
-        verify_frames=2,
-    )
+    cfg = _tiny_config(tmp_path, num_tokens=4, batch_size=4, max_steps=80)
     result = train_sqr(cfg, searcher=searcher, policy=policy, examples=examples)
     first, last = result.losses[0], result.losses[-1]
     assert last < 0.6 * first and sum(result.losses[-5:]) < sum(result.losses[:5]), result.losses[::8]
@@ -127,6 +124,13 @@ def test_sqr_jsonl_rows(tmp_path, clip20):
     p.write_text(json.dumps({"query": "q", "shown": m(4), "positive": m(0), "negatives": [m(2)]}) + "\n")
     ex = load_sqr_examples(p)[0]
     assert ex.positive == (str(clip20), 0.0, 1.0) and ex.negatives == [(str(clip20), 2.0, 3.0)]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(p.read_text() + "{not json\n")
+    with pytest.raises(TrainingDataError, match="bad.jsonl:2: not valid JSON"):
+        load_sqr_examples(bad)
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(TrainingDataError, match="holds no examples"):
+        load_sqr_examples(tmp_path / "empty.jsonl")
 
 
 def test_corpus_graph_searches_with_the_trained_soft_query(searcher, clip20, tmp_path):
@@ -136,17 +140,7 @@ def test_corpus_graph_searches_with_the_trained_soft_query(searcher, clip20, tmp
     from tests.agent_fakes import FakeMomentSearcher
 
     policy = load_trainable_policy(tiny_policy_path())
-    cfg = SQRConfig(
-        model="m",
-        data="d",
-        output_dir=str(tmp_path / "sqr"),
-        encoder="tiny-untrained",
-        num_tokens=2,
-        learning_rate=3e-3,
-        max_steps=3,
-        logging_steps=0,
-        verify_frames=2,
-    )
+    cfg = _tiny_config(tmp_path, num_tokens=2, max_steps=3)
     out_dir = train_sqr(cfg, searcher=searcher, policy=policy, examples=_toy_examples(clip20)).output_dir
     loaded = load_policy(out_dir, device="cpu", max_new_tokens=4)  # untrained: its verdicts are unusable
     moments = [

@@ -10,17 +10,17 @@ Map:
 - :mod:`training.rewards` - TRL-signature reward functions: TimeSearch-R v7 (multi-turn
   format, accuracy, completeness self-verification) and VideoSearch-R1 (answer, think/time
   format, time IoU, refine presence, query-refine quality); :func:`weighted_rewards`.
-- :mod:`training.data` - trajectories and prompts (JSONL), :func:`replay_trajectory` (recorded
-  turns through the real temporal graph and searcher), :func:`encode_conversation`
-  (assistant-only loss mask), :func:`encode_turn` (a sampled turn in its sampling context),
-  :func:`token_logprobs`.
+- :mod:`training.data` - trajectories and prompts (JSONL, :func:`iter_jsonl`),
+  :func:`replay_trajectory` (recorded turns through the real temporal graph and searcher),
+  :func:`encode_conversation` (assistant-only loss mask), :func:`encode_turn` (a sampled turn
+  in its sampling context), :func:`token_logprobs`.
 - :mod:`training.sft` - :class:`SFTConfig`, :func:`train_sft`; ``python -m training.sft``.
 - :mod:`training.grpo` - :class:`GRPOConfig`, :func:`train_grpo`, :func:`group_advantages`,
   :func:`policy_gradient_loss`; ``python -m training.grpo``.
 - :mod:`training.sqr` - :class:`SoftQueryProjector`, :func:`refined_query`, :func:`infonce_loss`,
   :class:`SQRConfig`, :func:`train_sqr`; ``python -m training.sqr``.
 - :mod:`training.common` - seeding, :func:`load_trainable_policy`, :func:`build_searcher`,
-  :func:`save_checkpoint`.
+  :func:`prepare_run` (all three for a trainer's config), :func:`save_checkpoint`.
 - :mod:`training.config` - JSON recipes (``training/configs/``) and ``--field value`` overrides.
 - :mod:`training.demo` - a toy offline setup for the ``*_tiny.json`` recipes.
 - :mod:`training.errors` - :class:`TrainingConfigError`, :class:`TrainingDataError`
@@ -54,6 +54,7 @@ __all__ = [
     "weighted_rewards",
     # data
     "Trajectory",
+    "iter_jsonl",
     "load_trajectories",
     "load_prompts",
     "replay_trajectory",
@@ -75,6 +76,7 @@ __all__ = [
     # shared
     "load_trainable_policy",
     "build_searcher",
+    "prepare_run",
     "save_checkpoint",
     "load_config",
     "parse_args",
@@ -87,6 +89,7 @@ _LAZY = {
     "VIDEOSEARCH_REWARD_WEIGHTS": "training.rewards",
     "weighted_rewards": "training.rewards",
     "Trajectory": "training.data",
+    "iter_jsonl": "training.data",
     "load_trajectories": "training.data",
     "load_prompts": "training.data",
     "replay_trajectory": "training.data",
@@ -106,6 +109,7 @@ _LAZY = {
     "infonce_loss": "training.sqr",
     "load_trainable_policy": "training.common",
     "build_searcher": "training.common",
+    "prepare_run": "training.common",
     "save_checkpoint": "training.common",
     "load_config": "training.config",
     "parse_args": "training.config",

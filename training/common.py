@@ -4,6 +4,7 @@
 - :func:`load_trainable_policy` - a :class:`~agent_tools.policies.TransformersPolicy` from a
   checkpoint directory (``load_policy``), model in float32 train mode.
 - :func:`build_searcher` - the real ``TemporalSearcher`` over a registered encoder.
+- :func:`prepare_run` - seed, then the given searcher and policy or those the config names.
 - :func:`save_checkpoint` - ``save_pretrained`` model + processor, ``videoseek_policy.json``
   (the base manifest with ``trained: true`` and the run's notes) and ``training_config.json``:
   a directory :func:`agent_tools.policies.load_policy` and ``videoseek ask --policy`` load.
@@ -24,7 +25,14 @@ from typing import Any, Optional
 from training.config import config_to_dict
 from training.errors import TrainingConfigError
 
-__all__ = ["set_seed", "load_trainable_policy", "build_searcher", "save_checkpoint", "TRAINING_CONFIG_NAME"]
+__all__ = [
+    "set_seed",
+    "load_trainable_policy",
+    "build_searcher",
+    "prepare_run",
+    "save_checkpoint",
+    "TRAINING_CONFIG_NAME",
+]
 
 TRAINING_CONFIG_NAME = "training_config.json"
 
@@ -85,6 +93,25 @@ def build_searcher(encoder: str, *, cache_dir: Optional[str] = None, device: str
 
     settings = get_settings(cache_dir=cache_dir, device=device, encoder=encoder)
     return TemporalSearcher(load_encoder(encoder, device=device), settings=settings)
+
+
+def prepare_run(config: Any, *, searcher: Any = None, policy: Any = None) -> tuple[Any, Any]:
+    """Seed, then the run's searcher and trainable policy: the ones given, else built from ``config``.
+
+    Args:
+        config: A trainer config (``seed``, ``encoder``, ``cache_dir``, ``device``, ``model``).
+        searcher: A ready ``TemporalSearcher`` (default: :func:`build_searcher`).
+        policy: A ready policy (default: :func:`load_trainable_policy` of ``config.model``).
+
+    Returns:
+        ``(searcher, policy)``.
+    """
+    set_seed(config.seed)
+    if searcher is None:
+        searcher = build_searcher(config.encoder, cache_dir=config.cache_dir, device=config.device)
+    if policy is None:
+        policy = load_trainable_policy(config.model, device=config.device)
+    return searcher, policy
 
 
 def save_checkpoint(

@@ -3,6 +3,7 @@
 - :class:`Trajectory`, :func:`load_trajectories`, :func:`load_prompts` - JSONL rows. A
   trajectory row is ``{"question", "video", "turns": [assistant turn, ...]}`` plus optional
   ``answer``, ``problem_type``, ``window``; a GRPO prompt row is the same without ``turns``.
+- :func:`iter_jsonl` - the rows of a JSONL file, each with its ``file:line`` for error messages.
 - :func:`replay_trajectory` - runs the recorded assistant turns through the *same* temporal
   graph the tools use (:func:`agent_tools.graphs.build_temporal_graph` with a
   :class:`~agent_tools.policies.ScriptedPolicy`), so the tool observations (timestamps and
@@ -29,14 +30,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from agent_tools.policies.base import ChatMessage, FrameResolver
+from agent_tools.policies.transformers_policy import append_token_ids, split_images
 from training.errors import TrainingDataError
 
 __all__ = [
     "Trajectory",
     "Encoded",
+    "iter_jsonl",
     "load_trajectories",
     "load_prompts",
     "replay_trajectory",
@@ -69,13 +72,17 @@ class Trajectory:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _read_rows(path: str | Path, need_turns: bool) -> list[Trajectory]:
+def iter_jsonl(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(where, row)`` for each non-blank line of a JSONL file; ``where`` is ``name:line``.
+
+    Raises:
+        TrainingDataError: On a missing file, a line that is not JSON or not an object.
+    """
     p = Path(path)
     if not p.is_file():
         raise TrainingDataError(
             f"data file {str(p)!r} does not exist; give a JSONL file, one example per line"
         )
-    out: list[Trajectory] = []
     for lineno, line in enumerate(p.read_text().splitlines(), 1):
         if not line.strip():
             continue
@@ -86,6 +93,13 @@ def _read_rows(path: str | Path, need_turns: bool) -> list[Trajectory]:
             raise TrainingDataError(f"{where}: not valid JSON ({exc})") from None
         if not isinstance(row, dict):
             raise TrainingDataError(f"{where}: each line must be a JSON object")
+        yield where, row
+
+
+def _read_rows(path: str | Path, need_turns: bool) -> list[Trajectory]:
+    p = Path(path)
+    out: list[Trajectory] = []
+    for where, row in iter_jsonl(p):
         for key in ("question", "video"):
             if not isinstance(row.get(key), str) or not row[key].strip():
                 raise TrainingDataError(f"{where}: field {key!r} must be a non-empty string")
@@ -201,26 +215,6 @@ class Encoded:
         return self.inputs["input_ids"][0]
 
 
-def _split_images(prepared: Sequence[ChatMessage]) -> tuple[list[ChatMessage], list[Any]]:
-    """Chat-template messages (image blocks emptied) and the images, in order."""
-    images: list[Any] = []
-    templated: list[ChatMessage] = []
-    for m in prepared:
-        content = m.get("content")
-        if isinstance(content, list):
-            blocks = []
-            for b in content:
-                if b.get("type") == "image":
-                    images.append(b["image"])
-                    blocks.append({"type": "image"})
-                else:
-                    blocks.append(b)
-            templated.append({**m, "content": blocks})
-        else:
-            templated.append(dict(m))
-    return templated, images
-
-
 def encode_conversation(
     policy: Any, messages: Sequence[ChatMessage], frames: Optional[FrameResolver] = None
 ) -> Encoded:
@@ -247,7 +241,7 @@ def encode_conversation(
     import torch
 
     proc, tok = policy.processor, policy.tokenizer
-    templated, images = _split_images(policy.prepare(messages, frames))
+    templated, images = split_images(policy.prepare(messages, frames))
     render = lambda msgs, gen: proc.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
     full = render(templated, False)
 
@@ -344,20 +338,9 @@ def encode_turn(
             "banned (training.grpo.sampling_policy does)"
         )
     inputs = policy.build_inputs(policy.prepare(context, frames))
-    ids = inputs["input_ids"]
-    n = int(ids.shape[1])
-    comp = torch.tensor([list(completion_ids)], dtype=ids.dtype, device=ids.device)
-    for key in list(inputs.keys()):
-        v = inputs[key]
-        if torch.is_tensor(v) and v.dim() == 2 and v.shape == (1, n):
-            if key == "input_ids":
-                extra = comp
-            elif key == "attention_mask":
-                extra = torch.ones_like(comp)
-            else:  # token-type style rows: text tokens are 0
-                extra = torch.zeros_like(comp)
-            inputs[key] = torch.cat([v, extra], dim=1)
-    mask = torch.zeros(n + comp.shape[1], dtype=torch.long, device=ids.device)
+    n = int(inputs["input_ids"].shape[1])
+    append_token_ids(inputs, completion_ids)
+    mask = torch.zeros(n + len(completion_ids), dtype=torch.long, device=inputs["input_ids"].device)
     mask[n:] = 1
     return Encoded(inputs, mask)
 

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from training import rewards as R
-from training.common import build_searcher, load_trainable_policy, save_checkpoint, set_seed
+from training.common import prepare_run, save_checkpoint
 from training.config import parse_args
 from training.data import Trajectory, encode_turn, load_prompts, token_logprobs
 from training.errors import TrainingConfigError
@@ -340,6 +340,7 @@ def grpo_step(
     import torch
 
     from agent_tools.graphs import AgentRunner, build_temporal_graph
+    from agent_tools.policies.base import CachingResolver
 
     funcs, default_w = REWARD_SETS[config.reward_set]
     funcs = list(reward_funcs) if reward_funcs is not None else list(funcs)
@@ -384,10 +385,12 @@ def grpo_step(
     ]
     num_tokens = sum(len(ids) for _, ids, _ in items)
     loss_value, kl_sum = 0.0, 0.0
+    # each turn's context repeats the rollout's earlier frames: decode each frame once per step
+    frames = CachingResolver(searcher.frames)
     for ctx, ids, a in items:
         if a == 0.0 and config.beta == 0:
             continue  # no gradient from this turn
-        enc = encode_turn(sampler, ctx, ids, frames=searcher.frames)
+        enc = encode_turn(sampler, ctx, ids, frames=frames)
         logps, _ = token_logprobs(policy.model, enc.inputs)
         ref = None
         if config.beta > 0:
@@ -451,11 +454,7 @@ def train_grpo(
     """
     import torch
 
-    set_seed(config.seed)
-    if searcher is None:
-        searcher = build_searcher(config.encoder, cache_dir=config.cache_dir, device=config.device)
-    if policy is None:
-        policy = load_trainable_policy(config.model, device=config.device)
+    searcher, policy = prepare_run(config, searcher=searcher, policy=policy)
     data = list(rows) if rows is not None else load_prompts(config.data)
     ref_model = None
     if config.beta > 0:

@@ -84,8 +84,8 @@ Judge = Callable[[str, str, str], float]
 PROBLEM_TYPES = ("multiple_choice", "grounding", "open_ended")
 #: Binarisation threshold of the CSV reward: a score counts as correct when it is *above* it.
 CSV_THRESHOLD = 0.5
-#: The soft-query-refinement token of VideoSearch-R1's output format.
-REFINE_TOKEN = "<REFINE>"
+#: The soft-query-refinement token of VideoSearch-R1's output format (one definition, in the protocol).
+REFINE_TOKEN = protocol.REFINE_TOKEN
 #: Temperature of the query-refine quality reward (VideoSearch-R1's ``tau``).
 REFINE_TAU = 0.1
 
@@ -252,6 +252,15 @@ _ANSWER_TURN = re.compile(r"\s*<think>.*?</think>\s*<answer>.*?</answer>\s*", re
 _TOOL_TURN = re.compile(r"\s*<think>.*?</think>\s*<tool_call>.*?</tool_call>\s*", re.IGNORECASE | re.DOTALL)
 
 
+def _answer_columns(kwargs: dict[str, Any], n: int) -> list[tuple[Any, str, str]]:
+    """``(truth, problem_type, question)`` per completion from the ``answer``, ``problem_type``
+    (default ``open_ended``) and ``question`` columns."""
+    truths = _column(kwargs, "answer", n)
+    types = _column(kwargs, "problem_type", n, "open_ended")
+    questions = _column(kwargs, "question", n, "")
+    return [(t, p or "open_ended", q or "") for t, p, q in zip(truths, types, questions)]
+
+
 def _the_answer(turns: Sequence[str]) -> Optional[str]:
     """The answer of an episode when exactly one ``<answer>`` appears across its turns."""
     if sum(len(_ANSWER_OPEN.findall(t)) for t in turns) != 1:
@@ -311,14 +320,10 @@ def make_accuracy_reward(judge: Optional[Judge] = None) -> RewardFunc:
     """
 
     def accuracy_reward(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
-        n = len(completions)
-        truths = _column(kwargs, "answer", n)
-        types = _column(kwargs, "problem_type", n, "open_ended")
-        questions = _column(kwargs, "question", n, "")
         out = []
-        for completion, truth, ptype, q in zip(completions, truths, types, questions):
+        for completion, (truth, ptype, q) in zip(completions, _answer_columns(kwargs, len(completions))):
             pred = _the_answer(assistant_turns(completion))
-            out.append(score_answer(pred, truth, ptype or "open_ended", question=q or "", judge=judge))
+            out.append(score_answer(pred, truth, ptype, question=q, judge=judge))
         return out
 
     return accuracy_reward
@@ -347,16 +352,11 @@ def make_csv_reward(judge: Optional[Judge] = None, threshold: float = CSV_THRESH
 
     def csv_reward(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
         n = len(completions)
-        truths = _column(kwargs, "answer", n)
-        types = _column(kwargs, "problem_type", n, "open_ended")
-        questions = _column(kwargs, "question", n, "")
         verifications = _column(kwargs, "verification", n)
         out = []
-        for completion, truth, ptype, q, ver in zip(completions, truths, types, questions, verifications):
-            ptype = ptype or "open_ended"
-            main = score_answer(
-                _the_answer(assistant_turns(completion)), truth, ptype, question=q or "", judge=judge
-            )
+        for completion, (truth, ptype, q), ver in zip(completions, _answer_columns(kwargs, n), verifications):
+            pred = _the_answer(assistant_turns(completion))
+            main = score_answer(pred, truth, ptype, question=q, judge=judge)
             if isinstance(ver, dict):
                 re_answer = ver.get("answer")
                 if ver.get("sufficient") is False or not ver.get("num_frames", 1):
@@ -366,7 +366,7 @@ def make_csv_reward(judge: Optional[Judge] = None, threshold: float = CSV_THRESH
             if re_answer is None or protocol.is_insufficient(re_answer):
                 counter = 0.0
             else:
-                counter = score_answer(re_answer, truth, ptype, question=q or "", judge=judge)
+                counter = score_answer(re_answer, truth, ptype, question=q, judge=judge)
             out.append(float(main > threshold) * float(counter > threshold))
         return out
 
@@ -384,10 +384,7 @@ TIMESEARCH_REWARD_WEIGHTS: tuple[float, ...] = (1.0, 0.5, 0.5)
 
 
 def _verdict(text: str) -> Optional[bool]:
-    """True for ``matched``, False for ``not_matched``, None when the answer is unusable."""
-    ans = protocol.extract_answer(text)
-    if ans is None:
-        return None
+    """True for ``matched``, False for ``not_matched``, None when the answer is missing or unusable."""
     return protocol.parse_verification(text).matched
 
 
@@ -467,7 +464,8 @@ def time_iou_reward(prompts: Sequence[Any], completions: Sequence[Any], **kwargs
     out = []
     for c, t, gt in zip(completions, truths, gts):
         text = _text(c)
-        v = _verdict(text)
+        verdict = protocol.parse_verification(text)
+        v = verdict.matched
         if v is None or v != t:
             out.append(0.0)
             continue
@@ -475,7 +473,6 @@ def time_iou_reward(prompts: Sequence[Any], completions: Sequence[Any], **kwargs
         if v is False:
             out.append(0.5 if not s and not e else 0.0)
             continue
-        verdict = protocol.parse_verification(text)
         if verdict.start is None or verdict.end is None or gt is None:
             out.append(0.0)
             continue
@@ -538,8 +535,10 @@ def query_refine_quality_reward(
     :data:`REFINE_TOKEN` or without a refined query scores 0.
     """
     n = len(completions)
-    scale = float(kwargs.get("margin_scale", 1.0) or 1.0)
-    tau = float(kwargs.get("tau", REFINE_TAU) or REFINE_TAU)
+    scale = 1.0 if kwargs.get("margin_scale") is None else float(kwargs["margin_scale"])  # 0 is a valid scale
+    tau = REFINE_TAU if kwargs.get("tau") is None else float(kwargs["tau"])
+    if not tau > 0:
+        raise TrainingDataError(f"tau must be > 0, got {tau}")
     if "refine_quality" in kwargs:
         values = _column(kwargs, "refine_quality", n)
         return [

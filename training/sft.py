@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from training.common import build_searcher, load_trainable_policy, save_checkpoint, set_seed
+from training.common import prepare_run, save_checkpoint
 from training.config import parse_args
 from training.data import (
     Encoded,
@@ -160,11 +160,7 @@ def train_sft(
     """
     import torch
 
-    set_seed(config.seed)
-    if searcher is None:
-        searcher = build_searcher(config.encoder, cache_dir=config.cache_dir, device=config.device)
-    if policy is None:
-        policy = load_trainable_policy(config.model, device=config.device)
+    searcher, policy = prepare_run(config, searcher=searcher, policy=policy)
     policy.model.train()
     trajs = list(trajectories) if trajectories is not None else load_trajectories(config.data)
 

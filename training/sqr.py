@@ -22,6 +22,7 @@ trained here is exactly what runs at inference (re-exported here):
   and the generation prompt.
 - :class:`SoftRefiner` - ``refine_query_vector(messages, frames=...)`` for the corpus graph;
   ``load_policy`` attaches it to checkpoints whose manifest says ``soft_refinement: true``.
+- :func:`load_projector` - read a saved projector back (what ``load_policy`` does).
 
 Trainer side (this module):
 
@@ -30,7 +31,7 @@ Trainer side (this module):
 - :func:`ensure_refine_token` - add ``<REFINE>`` to the tokenizer (embeddings resized).
 - :func:`corpus_conversation` - the verification conversation for one moment.
 - :class:`SQRExample`, :func:`load_sqr_examples`, :class:`SQRConfig`, :func:`train_sqr`,
-  :func:`save_projector`, :func:`load_projector`, :func:`main`
+  :func:`save_projector`, :func:`main`
   (``python -m training.sqr --config training/configs/sqr_tiny.json``).
 
 The checkpoint is the policy (``<REFINE>`` added) + ``sqr_projector.safetensors`` +
@@ -53,17 +54,18 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from agent_tools import protocol
 from agent_tools.policies.soft_refine import (
     SQR_CONFIG_NAME,
     SQR_WEIGHTS_NAME,
     SoftQueryProjector,
     SoftRefiner,
+    load_projector,
     refine_hidden_state,
     refined_query,
 )
-from training.common import build_searcher, load_trainable_policy, save_checkpoint, set_seed
+from training.common import prepare_run, save_checkpoint
 from training.config import parse_args
+from training.data import iter_jsonl
 from training.errors import TrainingConfigError, TrainingDataError
 from training.rewards import REFINE_TAU, REFINE_TOKEN
 
@@ -105,15 +107,14 @@ def ensure_refine_token(policy: Any, token: str = REFINE_TOKEN) -> int:
 def corpus_conversation(
     query: str, video: str, start: float, end: float, *, frames: int = 4, video_id: Optional[str] = None
 ) -> list[dict]:
-    """The verification conversation the corpus graph shows the policy for one moment."""
-    from agent_tools.graphs.corpus import _moment_times
-    from agent_tools.policies.base import frame_block, text_block
+    """The verification conversation the corpus graph shows the policy for one moment.
 
-    blocks: list[dict] = []
-    for t in _moment_times(float(start), float(end), frames):
-        blocks += [text_block(protocol.format_timestamp(t)), frame_block(video, t)]
-    blocks.append(text_block(protocol.corpus_user_text(query, video_id or Path(video).stem, start, end)))
-    return [{"role": "system", "content": protocol.CORPUS_SYSTEM_PROMPT}, {"role": "user", "content": blocks}]
+    The graph's own builder (:func:`agent_tools.graphs.corpus.verification_messages`), so the
+    projector trains on exactly the input it gets at inference.
+    """
+    from agent_tools.graphs.corpus import verification_messages
+
+    return verification_messages(query, video, start, end, num_frames=frames, video_id=video_id)
 
 
 def infonce_loss(
@@ -181,18 +182,14 @@ def _moment(value: Any, where: str, base: Path) -> tuple[str, float, float]:
 def load_sqr_examples(path: str | Path) -> list[SQRExample]:
     """Read JSONL rows ``{"query", "shown": moment, "positive": moment, "negatives": [moment, ...]}``.
 
+    ``shown`` (the moment the policy verified) may be left out; it is then the positive.
+
     Raises:
-        TrainingDataError: On a missing file or a malformed row (names the line).
+        TrainingDataError: On a missing or empty file or a malformed row (names the line).
     """
     p = Path(path)
-    if not p.is_file():
-        raise TrainingDataError(f"data file {str(p)!r} does not exist")
     out = []
-    for i, line in enumerate(p.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{p.name}:{i}"
-        row = json.loads(line)
+    for where, row in iter_jsonl(p):
         negs = row.get("negatives") or []
         if not isinstance(row.get("query"), str) or not negs:
             raise TrainingDataError(f"{where}: needs a 'query' string and at least one negative")
@@ -204,6 +201,8 @@ def load_sqr_examples(path: str | Path) -> list[SQRExample]:
                 [_moment(n, where, p.parent) for n in negs],
             )
         )
+    if not out:
+        raise TrainingDataError(f"data file {str(p)!r} holds no examples")
     return out
 
 
@@ -286,11 +285,7 @@ def train_sqr(
     Returns:
         The :class:`SQRResult`.
     """
-    set_seed(config.seed)
-    if searcher is None:
-        searcher = build_searcher(config.encoder, cache_dir=config.cache_dir, device=config.device)
-    if policy is None:
-        policy = load_trainable_policy(config.model, device=config.device)
+    searcher, policy = prepare_run(config, searcher=searcher, policy=policy)
     encoder = searcher.encoder
     data = list(examples) if examples is not None else load_sqr_examples(config.data)
     rid = ensure_refine_token(policy)
@@ -374,28 +369,6 @@ def save_projector(
     )
     (d / SQR_CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
     return d
-
-
-def load_projector(directory: str | Path) -> tuple[SoftQueryProjector, dict[str, Any]]:
-    """Read a projector saved by :func:`save_projector`.
-
-    Returns:
-        ``(projector, config)``.
-
-    Raises:
-        TrainingDataError: If the files are missing.
-    """
-    from safetensors.torch import load_file
-
-    d = Path(directory)
-    if not (d / SQR_WEIGHTS_NAME).is_file() or not (d / SQR_CONFIG_NAME).is_file():
-        raise TrainingDataError(
-            f"{str(d)!r} has no {SQR_WEIGHTS_NAME} + {SQR_CONFIG_NAME}; train one with training.sqr"
-        )
-    meta = json.loads((d / SQR_CONFIG_NAME).read_text())
-    proj = SoftQueryProjector(meta["hidden_size"], meta["text_width"], meta["num_tokens"], meta["proj_dim"])
-    proj.load_state_dict(load_file(str(d / SQR_WEIGHTS_NAME)))
-    return proj.eval(), meta
 
 
 def main(argv: Optional[Sequence[str]] = None) -> SQRResult:

@@ -24,8 +24,9 @@ leaves an index that loads and holds only whole videos; running ``update`` again
 (already-indexed files are skipped by fingerprint, and the frame-embedding store keeps
 finished embedding passes).
 
-Incremental: a file whose size and mtime match its row is skipped without reading; otherwise
-its content fingerprint decides (same → skipped, different → re-indexed under a new id).
+Incremental: a file whose size and mtime match its row (and whose shard is whole) is skipped
+without reading; otherwise its content fingerprint decides (same → skipped, different →
+re-indexed under a new id). A damaged shard is re-indexed; until then searches skip its video.
 Files gone from a scanned folder are removed. A file that cannot be read is recorded as
 ``failed`` with the reason, and the run goes on.
 
@@ -41,10 +42,12 @@ Usage::
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import threading
 import time
+import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +106,8 @@ DEFAULT_STRIDE_S = 2.0
 """Segment stride: half a window, so every moment is covered by a well-centred segment."""
 SHARD_CACHE_BYTES = 512 * 2**20
 """Memory for recently searched videos' frame embeddings (float32): ~70 hours of video at 2 fps, 512-d."""
+_META_KEYS = ("encoder", "encoder_key", "dim", "sample_fps", "window_s", "stride_s", "kind", "roots")
+"""The index settings kept in the catalog's ``meta`` table."""
 
 
 @dataclass
@@ -136,6 +141,11 @@ class Shard:
     seg_starts: np.ndarray  #: float64 (S,)
     seg_ends: np.ndarray  #: float64 (S,)
     duration: float
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the shard cache charges for it (frames and segment vectors)."""
+        return self.frames.nbytes + self.seg_vectors.nbytes
 
 
 def segment_windows(
@@ -185,9 +195,14 @@ def pool_segments(frames: np.ndarray, ranges: Sequence[tuple[int, int]]) -> np.n
     return seg.astype(np.float16)
 
 
-def _f32_unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+def _check_encoder(index_dir: Path, meta: dict, encoder: Any) -> None:
+    """Refuse an encoder other than the one the index was built with (``None`` passes)."""
+    if encoder is None or meta.get("encoder_key") is None or encoder.cache_key == meta["encoder_key"]:
+        return
+    raise InvalidArgumentError(
+        f"the index {index_dir} was built with encoder {meta['encoder']!r} ({meta['encoder_key']}); "
+        f"open and search it with that encoder, or use another --index directory for {encoder.name!r}"
+    )
 
 
 class _WriteLock:
@@ -301,10 +316,7 @@ class CorpusIndex:
             (index_dir / sub).mkdir(parents=True, exist_ok=True)
         catalog = Catalog(index_dir / "catalog.sqlite")
 
-        meta = {
-            k: catalog.get_meta(k)
-            for k in ("encoder", "encoder_key", "dim", "sample_fps", "window_s", "stride_s", "kind", "roots")
-        }
+        meta = {k: catalog.get_meta(k) for k in _META_KEYS}
         if meta["encoder_key"] is None:
             if encoder is not None:
                 meta.update(
@@ -317,11 +329,8 @@ class CorpusIndex:
                 )
                 for k in ("encoder", "encoder_key", "dim", "sample_fps", "window_s", "stride_s"):
                     catalog.set_meta(k, meta[k])
-        elif encoder is not None and encoder.cache_key != meta["encoder_key"]:
-            raise InvalidArgumentError(
-                f"the index {index_dir} was built with encoder {meta['encoder']!r} ({meta['encoder_key']}); "
-                f"open it with that encoder, or use another --index directory for {encoder.name!r}"
-            )
+        else:
+            _check_encoder(index_dir, meta, encoder)
         if kind is not None and kind != meta["kind"]:
             catalog.set_meta("kind", kind)
             meta["kind"] = kind
@@ -375,19 +384,7 @@ class CorpusIndex:
             return {}
         catalog = Catalog(path)
         try:
-            return {
-                k: catalog.get_meta(k)
-                for k in (
-                    "encoder",
-                    "encoder_key",
-                    "dim",
-                    "sample_fps",
-                    "window_s",
-                    "stride_s",
-                    "kind",
-                    "roots",
-                )
-            }
+            return {k: catalog.get_meta(k) for k in _META_KEYS}
         finally:
             catalog.close()
 
@@ -400,6 +397,10 @@ class CorpusIndex:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def check_encoder(self, encoder: Any) -> None:
+        """Raise :class:`InvalidArgumentError` unless ``encoder`` is the one the index was built with."""
+        _check_encoder(self.index_dir, self.meta, encoder)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -465,28 +466,44 @@ class CorpusIndex:
     def _shard_path(self, name: str) -> Path:
         return self.index_dir / "shards" / name
 
+    def _shard_ok(self, name: str) -> bool:
+        """Whether the shard file is there and whole (a cheap check of the zip's directory)."""
+        p = self._shard_path(name)
+        return p.is_file() and zipfile.is_zipfile(p)
+
     def _read_shard(self, name: str) -> Shard:
         with self._shard_lock:
             hit = self._shard_cache.get(name)
             if hit is not None:
                 self._shard_cache.move_to_end(name)
                 return hit
-        with np.load(self._shard_path(name), allow_pickle=False) as z:
-            shard = Shard(
-                timestamps=z["timestamps"],
-                frames=np.ascontiguousarray(z["frames"], dtype=np.float32),
-                seg_vectors=z["seg_vectors"],
-                seg_starts=z["seg_starts"],
-                seg_ends=z["seg_ends"],
-                duration=float(z["duration"]),
-            )
-        size = shard.frames.nbytes + shard.seg_vectors.nbytes
+        try:
+            with np.load(self._shard_path(name), allow_pickle=False) as z:
+                shard = Shard(
+                    timestamps=z["timestamps"],
+                    frames=np.ascontiguousarray(z["frames"], dtype=np.float32),
+                    seg_vectors=z["seg_vectors"],
+                    seg_starts=z["seg_starts"],
+                    seg_ends=z["seg_ends"],
+                    duration=float(z["duration"]),
+                )
+        except OSError:  # gone: removed or re-indexed by another process meanwhile
+            raise
+        except Exception as exc:  # a damaged file (bad zip, missing array): say which, and the fix
+            raise IndexCorruptError(
+                f"shard {self._shard_path(name)} is damaged ({type(exc).__name__}: {exc}); "
+                "run `videoseek index` on the video again to re-index it"
+            ) from exc
         with self._shard_lock:
+            hit = self._shard_cache.get(name)
+            if hit is not None:  # another thread read it meanwhile: keep one copy, counted once
+                self._shard_cache.move_to_end(name)
+                return hit
             self._shard_cache[name] = shard
-            self._shard_cache_bytes += size
+            self._shard_cache_bytes += shard.nbytes
             while self._shard_cache_bytes > self.shard_cache_bytes and len(self._shard_cache) > 1:
                 _, old = self._shard_cache.popitem(last=False)
-                self._shard_cache_bytes -= old.frames.nbytes + old.seg_vectors.nbytes
+                self._shard_cache_bytes -= old.nbytes
         return shard
 
     def shard(self, video: str) -> Shard:
@@ -505,7 +522,10 @@ class CorpusIndex:
         key = str(id_or_path)
         row = self.catalog.row(video_id=key)
         if row is None:
-            row = self.catalog.row(path=str(Path(key).expanduser().resolve()))
+            try:
+                row = self.catalog.row(path=str(Path(key).expanduser().resolve()))
+            except (OSError, RuntimeError, ValueError):  # NUL byte, symlink loop: not a path we hold
+                pass
         if row is None:
             row = self.catalog.row(path=key)
         if row is None:
@@ -668,7 +688,7 @@ class CorpusIndex:
                     and row["status"] == "indexed"
                     and row["size_bytes"] == st.st_size
                     and row["mtime_ns"] == st.st_mtime_ns
-                    and self._shard_path(row["shard"]).exists()
+                    and self._shard_ok(row["shard"])
                 ):
                     report.unchanged += 1
                     continue
@@ -733,7 +753,7 @@ class CorpusIndex:
                 row is not None
                 and row["status"] == "indexed"
                 and row["fingerprint"] == fp
-                and self._shard_path(row["shard"]).exists()
+                and self._shard_ok(row["shard"])
             ):
                 self.catalog.touch(row["video_id"], size, mtime_ns)
                 report.unchanged += 1
@@ -754,11 +774,9 @@ class CorpusIndex:
 
             fe = self._store.get(f, progress=on_frames)
             self.ingest(path, fe, size_bytes=size, mtime_ns=mtime_ns)
-        except KeyboardInterrupt:
-            raise
-        except (VideoseekError, OSError, RuntimeError, ValueError, MemoryError) as exc:
+        except Exception as exc:  # a bad file never stops the build: it is recorded as failed, with why
             reason = exc.reason if isinstance(exc, VideoReadError) else f"{type(exc).__name__}: {exc}"
-            log.warning("failed to index %s: %s", path, reason)
+            log.warning("failed to index %s: %s", path, reason, exc_info=not isinstance(exc, VideoseekError))
             self._mark_failed(path, fp, size, mtime_ns, reason)
             report.failed[path] = reason
             emit(BuildProgress("failed", path=path, position=pos, total=total, message=reason))
@@ -767,8 +785,6 @@ class CorpusIndex:
         emit(BuildProgress("done", path=path, position=pos, total=total))
 
     def _video_id(self, fingerprint: Optional[str], path: str) -> str:
-        import hashlib
-
         fallback = hashlib.blake2b(f"{fingerprint}|{path}".encode(), digest_size=6).hexdigest()
         if not fingerprint:
             return fallback
@@ -866,7 +882,7 @@ class CorpusIndex:
             with self._shard_lock:
                 gone = self._shard_cache.pop(row["shard"], None)
                 if gone is not None:
-                    self._shard_cache_bytes -= gone.frames.nbytes + gone.seg_vectors.nbytes
+                    self._shard_cache_bytes -= gone.nbytes
             try:
                 self._shard_path(row["shard"]).unlink()
             except FileNotFoundError:

@@ -84,6 +84,7 @@ VIDEO_COLUMNS = (
     "shard",
     "updated_at",
 )
+_COLS = ", ".join(f'"{c}"' for c in VIDEO_COLUMNS)  # the column list of every SELECT / INSERT
 
 
 class Catalog:
@@ -159,8 +160,7 @@ class Catalog:
 
     # ------------------------------------------------------------------ videos
     @staticmethod
-    def _record(row: sqlite3.Row | tuple) -> VideoRecord:
-        d = dict(zip(VIDEO_COLUMNS, row))
+    def _record(d: dict) -> VideoRecord:
         return VideoRecord(
             video_id=d["video_id"],
             path=d["path"],
@@ -177,36 +177,36 @@ class Catalog:
 
     def row(self, *, video_id: Optional[str] = None, path: Optional[str] = None) -> Optional[dict]:
         """The raw row of a video by id or path, or ``None``."""
-        cols = ", ".join(f'"{c}"' for c in VIDEO_COLUMNS)
         with self._lock:
             if video_id is not None:
-                r = self.conn.execute(f"SELECT {cols} FROM videos WHERE video_id = ?", (video_id,)).fetchone()
+                r = self.conn.execute(
+                    f"SELECT {_COLS} FROM videos WHERE video_id = ?", (video_id,)
+                ).fetchone()
             elif path is not None:
-                r = self.conn.execute(f"SELECT {cols} FROM videos WHERE path = ?", (path,)).fetchone()
+                r = self.conn.execute(f"SELECT {_COLS} FROM videos WHERE path = ?", (path,)).fetchone()
             else:
                 raise InvalidArgumentError("pass video_id or path")
         return dict(zip(VIDEO_COLUMNS, r)) if r else None
 
     def rows(self, status: Optional[str] = None) -> list[dict]:
         """Raw rows, optionally of one status, ordered by path."""
-        cols = ", ".join(f'"{c}"' for c in VIDEO_COLUMNS)
         with self._lock:
             if status is None:
-                rs = self.conn.execute(f"SELECT {cols} FROM videos ORDER BY path").fetchall()
+                rs = self.conn.execute(f"SELECT {_COLS} FROM videos ORDER BY path").fetchall()
             else:
                 rs = self.conn.execute(
-                    f"SELECT {cols} FROM videos WHERE status = ? ORDER BY path", (status,)
+                    f"SELECT {_COLS} FROM videos WHERE status = ? ORDER BY path", (status,)
                 ).fetchall()
         return [dict(zip(VIDEO_COLUMNS, r)) for r in rs]
 
     def records(self, status: Optional[str] = None) -> list[VideoRecord]:
         """Catalog rows as :class:`VideoRecord`, optionally filtered by status."""
-        return [self._record(tuple(r[c] for c in VIDEO_COLUMNS)) for r in self.rows(status)]
+        return [self._record(r) for r in self.rows(status)]
 
     def record(self, **kw) -> Optional[VideoRecord]:
         """One row as :class:`VideoRecord` (by ``video_id=`` or ``path=``), or ``None``."""
         r = self.row(**kw)
-        return self._record(tuple(r[c] for c in VIDEO_COLUMNS)) if r else None
+        return self._record(r) if r else None
 
     def counts(self) -> dict[str, int]:
         """Videos per status, plus ``vectors`` (segments of indexed videos) and ``duration``."""
@@ -259,10 +259,9 @@ class Catalog:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 old = self._delete_locked(path=row["path"], video_id=row["video_id"])
-                cols = ", ".join(f'"{c}"' for c in VIDEO_COLUMNS)
                 marks = ", ".join("?" for _ in VIDEO_COLUMNS)
                 self.conn.execute(
-                    f"INSERT INTO videos({cols}) VALUES({marks})", tuple(row.get(c) for c in VIDEO_COLUMNS)
+                    f"INSERT INTO videos({_COLS}) VALUES({marks})", tuple(row.get(c) for c in VIDEO_COLUMNS)
                 )
                 if segments:
                     self.conn.executemany(

@@ -36,14 +36,12 @@ from typing import Any, Optional
 import numpy as np
 
 from agent_tools.corpus.builder import CorpusIndex, Shard
-from agent_tools.errors import InvalidArgumentError, UnknownVideoError
+from agent_tools.errors import IndexCorruptError, InvalidArgumentError, UnknownVideoError
 from agent_tools.types import Moment, MomentSearchResult, QueryKind
 
 __all__ = ["MomentSearcher", "localize", "encode_query"]
 
 log = logging.getLogger(__name__)
-
-_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 
 
 def encode_query(encoder: Any, query: Any) -> tuple[np.ndarray, QueryKind, Optional[str]]:
@@ -188,7 +186,7 @@ class MomentSearcher:
             frame-level similarity (at least ``top_k``).
 
     Raises:
-        InvalidArgumentError: No encoder, or one different from the index's.
+        InvalidArgumentError: No encoder, one different from the index's, or a setting out of range.
     """
 
     def __init__(
@@ -204,10 +202,16 @@ class MomentSearcher:
         encoder = encoder if encoder is not None else index.encoder
         if encoder is None:
             raise InvalidArgumentError("MomentSearcher needs the index's encoder; pass encoder=")
-        key = index.meta.get("encoder_key")
-        if key is not None and getattr(encoder, "cache_key", key) != key:
+        index.check_encoder(encoder)
+        if min(per_video, candidates, rerank_videos) < 1:
             raise InvalidArgumentError(
-                f"the index was built with encoder {index.meta.get('encoder')!r}; search it with that encoder"
+                "per_video, candidates and rerank_videos must be integers >= 1; got "
+                f"{per_video!r}, {candidates!r}, {rerank_videos!r}"
+            )
+        if smooth_s < 0 or not 0 <= rel_threshold <= 1:
+            raise InvalidArgumentError(
+                "smooth_s must be >= 0 seconds and rel_threshold in [0, 1]; "
+                f"got {smooth_s!r}, {rel_threshold!r}"
             )
         self.index = index
         self.encoder = encoder
@@ -249,6 +253,7 @@ class MomentSearcher:
             encoder_trained=bool(self.encoder.trained),
             num_videos_searched=1 if video is not None else self.index.catalog.count_indexed(),
         )
+        moments: list[Moment] = []
         if video is not None:
             rec = self.index.get_video(video)
             if rec.status != "indexed":
@@ -259,20 +264,21 @@ class MomentSearcher:
             vscore = (
                 float((shard.seg_vectors.astype(np.float32) @ q).max()) if len(shard.seg_vectors) else None
             )
-            ranked = [(rec.video_id, vscore)]
+            moments = self._localize(shard, q, rec.video_id, rec.path, vscore)
         else:
-            ranked = self.rank_videos(q, max(top_k, self.rerank_videos))
-        moments: list[Moment] = []
-        for vid, vscore in ranked:
-            row = self.index.catalog.row(video_id=vid)
-            if row is None or row["status"] != "indexed":
-                continue
-            try:
-                shard = self.index.shard(vid)
-            except (OSError, ValueError) as exc:  # removed or re-indexed by another process meanwhile
-                log.info("skipping video %s: %s", vid, exc)
-                continue
-            moments.extend(self._localize(shard, q, vid, row["path"], vscore))
+            for vid, vscore in self.rank_videos(q, max(top_k, self.rerank_videos)):
+                row = self.index.catalog.row(video_id=vid)
+                if row is None or row["status"] != "indexed":
+                    continue
+                try:
+                    shard = self.index.shard(vid)
+                except IndexCorruptError as exc:  # a damaged shard: the next `videoseek index` repairs it
+                    log.warning("skipping video %s: %s", vid, exc)
+                    continue
+                except (OSError, ValueError) as exc:  # removed or re-indexed by another process meanwhile
+                    log.info("skipping video %s: %s", vid, exc)
+                    continue
+                moments.extend(self._localize(shard, q, vid, row["path"], vscore))
         moments.sort(key=lambda m: -m.score)
         result.moments = moments[:top_k]
         return result

@@ -54,6 +54,7 @@ from agent_tools.errors import IndexCorruptError, InvalidArgumentError
 __all__ = [
     "VectorIndex",
     "IndexKind",
+    "KINDS",
     "FLAT_MAX",
     "DELTA_MAX",
     "TARGET_RECALL",
@@ -86,20 +87,33 @@ def ivf_nlist(n: int) -> int:
     return int(max(16, min(round(4 * math.sqrt(max(n, 1))), max(16, n // 39))))
 
 
+def _ivf_contents(
+    index: faiss.Index, dim: int, with_vectors: bool
+) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """Ids (and, for an ``IndexIVFFlat``, the stored vectors) of an IVF index, list by list."""
+    ivf = faiss.extract_index_ivf(index)
+    inv = ivf.invlists
+    id_parts, x_parts = [], []
+    for lst in range(ivf.nlist):
+        size = inv.list_size(lst)
+        if size:
+            id_parts.append(faiss.rev_swig_ptr(inv.get_ids(lst), size).copy())
+            if with_vectors:
+                codes = faiss.rev_swig_ptr(inv.get_codes(lst), size * inv.code_size).copy()
+                x_parts.append(codes.view(np.float32).reshape(size, dim))
+    ids = np.concatenate(id_parts).astype(np.int64) if id_parts else np.zeros(0, dtype=np.int64)
+    if not with_vectors:
+        return ids, None
+    return ids, np.concatenate(x_parts) if x_parts else np.zeros((0, dim), dtype=np.float32)
+
+
 def index_ids(index: Optional[faiss.Index]) -> np.ndarray:
     """The int64 ids stored in an index built by this module (any kind)."""
     if index is None or index.ntotal == 0:
         return np.zeros(0, dtype=np.int64)
     if isinstance(index, faiss.IndexIDMap2) or hasattr(index, "id_map"):
         return faiss.vector_to_array(index.id_map).astype(np.int64)
-    ivf = faiss.extract_index_ivf(index)
-    inv = ivf.invlists
-    parts = []
-    for lst in range(ivf.nlist):
-        size = inv.list_size(lst)
-        if size:
-            parts.append(faiss.rev_swig_ptr(inv.get_ids(lst), size).copy())
-    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+    return _ivf_contents(index, index.d, with_vectors=False)[0]
 
 
 def _kind_of(index: Optional[faiss.Index]) -> Optional[str]:
@@ -328,9 +342,8 @@ class VectorIndex:
         x = _as_f32(vectors, self.dim)
         ids = np.ascontiguousarray(np.asarray(ids, dtype=np.int64))
         n = len(x)
-        kind = kind or self.target_kind(n)
-        if kind == "auto":
-            kind = self.target_kind(n) if self.kind != "auto" else ("flat" if n <= self.flat_max else "ivf")
+        if kind is None or kind == "auto":
+            kind = self.target_kind(n)
         if kind not in ("flat", "ivf", "hnsw"):
             raise InvalidArgumentError(f"cannot build an index of kind {kind!r}; use flat, ivf or hnsw")
         rng = np.random.default_rng(seed)
@@ -451,6 +464,8 @@ class VectorIndex:
             ``(scores, ids)``, each ``(nq, k)``; missing results have id ``-1`` and score ``-inf``.
         """
         q = _as_f32(queries, self.dim)
+        if not isinstance(k, (int, np.integer)) or k < 1:
+            raise InvalidArgumentError(f"k must be an integer >= 1; got {k!r}")
         nq = len(q)
         if nq <= SINGLE_THREAD_NQ and faiss.omp_get_max_threads() > 1:
             # faiss parallelises over queries: for one query, extra OpenMP threads only add
@@ -536,17 +551,7 @@ class VectorIndex:
             ids = faiss.vector_to_array(self.main.id_map).astype(np.int64)
             x = inner.reconstruct_n(0, self.main.ntotal)
         else:
-            ivf = faiss.extract_index_ivf(self.main)
-            inv = ivf.invlists
-            id_parts, x_parts = [], []
-            for lst in range(ivf.nlist):
-                size = inv.list_size(lst)
-                if size:
-                    id_parts.append(faiss.rev_swig_ptr(inv.get_ids(lst), size).copy())
-                    codes = faiss.rev_swig_ptr(inv.get_codes(lst), size * inv.code_size).copy()
-                    x_parts.append(codes.view(np.float32).reshape(size, self.dim))
-            ids = np.concatenate(id_parts).astype(np.int64)
-            x = np.concatenate(x_parts)
+            ids, x = _ivf_contents(self.main, self.dim, with_vectors=True)
         if self.tombstones:
             keep = ~np.isin(ids, np.fromiter(self.tombstones, dtype=np.int64))
             ids, x = ids[keep], x[keep]
@@ -559,8 +564,6 @@ class VectorIndex:
         if self.main_dirty and self.main is not None and not self.main_read_only:
             atomic_write(folder / MAIN_FILE, lambda p: faiss.write_index(self.main, str(p)))
             self.main_dirty = False
-        elif self.main is None and (folder / MAIN_FILE).exists() and self.main_dirty:
-            (folder / MAIN_FILE).unlink()
         if self.delta_dirty:
             atomic_write(folder / DELTA_FILE, lambda p: faiss.write_index(self.delta, str(p)))
             self.delta_dirty = False

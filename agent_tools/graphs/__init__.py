@@ -4,9 +4,12 @@
   (preview -> policy <-> seek -> answer -> optional completeness verification).
 - :func:`build_corpus_graph` - search the corpus for a moment, verify it with the policy,
   refine the query, repeat; optionally answer a question inside the found video.
+  :func:`verification_messages` is the conversation a moment is verified in; :func:`moment_key`.
+- :func:`recursion_limit_for` - a sufficient ``recursion_limit`` for a temporal graph of ``max_turns``.
 - :class:`AgentRunner` - drive a compiled temporal graph turn by turn (CLI, users, RL rollouts);
   :class:`Turn`, :class:`Rollout`.
-- ``state`` - the state schemas (references only, never pixels) and :func:`contains_pixel_data`.
+- ``state`` - the state schemas (references only, never pixels), the ``frames`` reducer
+  :func:`merge_frames`, and :func:`contains_pixel_data`.
 
 Builders return uncompiled ``StateGraph`` objects: compile them with your own checkpointer,
 or add them to your own graph as subgraphs.
@@ -19,7 +22,7 @@ Usage::
         ...
 """
 
-from agent_tools.graphs.corpus import build_corpus_graph, moment_key
+from agent_tools.graphs.corpus import build_corpus_graph, moment_key, verification_messages
 from agent_tools.graphs.runner import AgentRunner, Rollout, Turn
 from agent_tools.graphs.state import (
     CorpusInput,
@@ -39,6 +42,7 @@ __all__ = [
     "build_corpus_graph",
     "recursion_limit_for",
     "moment_key",
+    "verification_messages",
     "AgentRunner",
     "Turn",
     "Rollout",

@@ -9,12 +9,13 @@ Nodes (see :func:`build_corpus_graph`)::
 - ``search`` runs ``moment_searcher.search`` on the current query (text, or a soft-refined
   vector once a policy provides one) and takes the best moment not yet rejected.
 - ``verify`` shows the policy frames of that moment (references, each after its timestamp)
-  and the original query; the policy answers ``matched`` with the start and end of the
-  matching part, or ``not_matched`` with a rewritten query (VideoSearch-R1's verification
-  step, with text refinement).
-- ``refine`` adopts the rewritten query; if the policy offers soft refinement
-  (``policy.refine_query_vector(messages, frames=...)`` and a manifest with
-  ``soft_refinement: true``) its vector is used instead.
+  and the original query (:func:`verification_messages`); the policy answers ``matched`` with
+  the start and end of the matching part, or ``not_matched`` with a rewritten query
+  (VideoSearch-R1's verification step, with text refinement); a reply with no usable verdict
+  rejects the moment too, and its round record says why (``error``).
+- ``refine`` adopts the rewritten query; if the policy's manifest says ``soft_refinement: true``,
+  the vector of ``policy.refine_query_vector(messages, frames=...)`` is used instead (a policy
+  claiming it without providing that method is rejected when the graph is built).
 - ``temporal`` (optional) runs the temporal graph inside the matched video to answer
   ``question``, with the matched window as a hint.
 
@@ -27,6 +28,7 @@ Usage::
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -37,9 +39,16 @@ from agent_tools import protocol
 from agent_tools.errors import InvalidArgumentError
 from agent_tools.graphs.state import CorpusInput, CorpusOutput, CorpusState
 from agent_tools.graphs.temporal import build_temporal_graph
-from agent_tools.policies.base import CachingResolver, FrameResolver, Policy, frame_block, text_block
+from agent_tools.policies.base import (
+    CachingResolver,
+    ChatMessage,
+    FrameResolver,
+    Policy,
+    frame_block,
+    text_block,
+)
 
-__all__ = ["build_corpus_graph", "moment_key", "video_frame_resolver"]
+__all__ = ["build_corpus_graph", "moment_key", "verification_messages", "video_frame_resolver"]
 
 
 def moment_key(m: dict[str, Any]) -> str:
@@ -74,6 +83,39 @@ def _moment_times(start: float, end: float, n: int) -> list[float]:
     return [round(start + step * (i + 0.5), 3) for i in range(n)]
 
 
+def verification_messages(
+    query: str,
+    video: str,
+    start: float,
+    end: float,
+    *,
+    num_frames: int = 4,
+    video_id: Optional[str] = None,
+) -> list[ChatMessage]:
+    """The conversation the policy verifies one moment in (the ``verify`` node's, and ``training.sqr``'s).
+
+    Args:
+        query: The user's query (always the original one).
+        video: The moment's video path (frames are references into it).
+        start: Moment start in seconds.
+        end: Moment end in seconds.
+        num_frames: Evenly spaced frames of the moment, each after its timestamp text.
+        video_id: Id shown to the policy (default: the file's stem).
+
+    Returns:
+        ``[system, user]`` chat messages, frames as references.
+    """
+    blocks: list[dict[str, Any]] = []
+    for t in _moment_times(float(start), float(end), num_frames):
+        blocks += [text_block(protocol.format_timestamp(t)), frame_block(video, t)]
+    shown_id = video_id if video_id is not None else Path(video).stem
+    blocks.append(text_block(protocol.corpus_user_text(query, shown_id, float(start), float(end))))
+    return [
+        {"role": "system", "content": protocol.CORPUS_SYSTEM_PROMPT},
+        {"role": "user", "content": blocks},
+    ]
+
+
 def build_corpus_graph(
     policy: Policy,
     moment_searcher: Any,
@@ -106,18 +148,27 @@ def build_corpus_graph(
         A ``StateGraph`` over :class:`CorpusState`.
 
     Raises:
-        InvalidArgumentError: On ``max_rounds < 1`` or ``verify_frames < 1``.
+        InvalidArgumentError: On ``max_rounds``, ``verify_frames`` or ``top_k`` below 1, or a policy whose
+            manifest claims soft refinement but that has no ``refine_query_vector``.
     """
     if max_rounds < 1:
         raise InvalidArgumentError(f"max_rounds must be >= 1, got {max_rounds}")
     if verify_frames < 1:
         raise InvalidArgumentError(f"verify_frames must be >= 1, got {verify_frames}")
+    if top_k < 1:
+        raise InvalidArgumentError(f"top_k must be >= 1, got {top_k}")
     base = frames or getattr(temporal, "frames", None) or video_frame_resolver
     resolver = CachingResolver(base)
     soft: Optional[Callable[..., Any]] = None
     manifest = getattr(policy, "manifest", None)
-    if getattr(manifest, "soft_refinement", False) and callable(getattr(policy, "refine_query_vector", None)):
-        soft = policy.refine_query_vector
+    if getattr(manifest, "soft_refinement", False):
+        soft = getattr(policy, "refine_query_vector", None)
+        if not callable(soft):  # never fall back to text refinement behind the user's back
+            raise InvalidArgumentError(
+                f"policy {getattr(policy, 'name', policy)!r} has soft_refinement: true in its manifest but "
+                "no refine_query_vector; load it with agent_tools.policies.load_policy (which attaches "
+                "the training.sqr projector), or set soft_refinement to false"
+            )
 
     inner = None
     tkw = dict(temporal_kwargs or {})
@@ -161,18 +212,10 @@ def build_corpus_graph(
 
     def verify(state: CorpusState) -> dict[str, Any]:
         m = state["moment"]
-        times = _moment_times(float(m["start"]), float(m["end"]), verify_frames)
-        blocks: list[dict[str, Any]] = []
-        for t in times:
-            blocks += [text_block(protocol.format_timestamp(t)), frame_block(m["path"], t)]
-        blocks.append(
-            text_block(protocol.corpus_user_text(state["query"], m["video_id"], m["start"], m["end"]))
+        convo = verification_messages(
+            state["query"], m["path"], m["start"], m["end"], num_frames=verify_frames, video_id=m["video_id"]
         )
-        user = HumanMessage(content=blocks)
-        convo = [
-            {"role": "system", "content": protocol.CORPUS_SYSTEM_PROMPT},
-            {"role": "user", "content": blocks},
-        ]
+        user = HumanMessage(content=convo[1]["content"])
         gen = policy.generate_details(convo, max_new_tokens=max_new_tokens, frames=resolver)
         verdict = protocol.parse_verification(gen.text)
         rnd = int(state.get("round", 0)) + 1

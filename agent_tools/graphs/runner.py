@@ -114,6 +114,12 @@ def _content_text(content: Any) -> str:
     return " ".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
 
 
+def _final(events: Iterator[Union[Turn, Rollout]]) -> Rollout:
+    """Drain :meth:`AgentRunner.stream` and return its last event, the :class:`Rollout`."""
+    *_, last = events
+    return last
+
+
 class AgentRunner:
     """Runs a temporal graph and reports turns.
 
@@ -223,12 +229,7 @@ class AgentRunner:
 
     def run(self, question: str, video: str, **kwargs: Any) -> Rollout:
         """Run to the end and return the :class:`Rollout` (see :meth:`stream`)."""
-        rollout = None
-        for event in self.stream(question, video, **kwargs):
-            if isinstance(event, Rollout):
-                rollout = event
-        assert rollout is not None
-        return rollout
+        return _final(self.stream(question, video, **kwargs))
 
     def resume(self, thread_id: str, **kwargs: Any) -> Rollout:
         """Continue an interrupted run from its last checkpoint and return its Rollout.
@@ -238,12 +239,7 @@ class AgentRunner:
         """
         if getattr(self.graph, "checkpointer", None) is None:
             raise InvalidArgumentError("resume needs a graph compiled with a checkpointer")
-        rollout = None
-        for event in self.stream(None, None, thread_id=thread_id, **kwargs):
-            if isinstance(event, Rollout):
-                rollout = event
-        assert rollout is not None
-        return rollout
+        return _final(self.stream(None, None, thread_id=thread_id, **kwargs))
 
     @staticmethod
     def _turn_from_ai(msg: AIMessage) -> Turn:

@@ -17,7 +17,8 @@ Nodes (see :func:`build_temporal_graph`)::
 - ``answer`` finalises the status (``answered`` / ``budget_exhausted``), optionally asking
   for a last answer when the budget ran out (``force_answer``).
 - ``verify`` (optional) is the completeness self-verification: the same policy re-answers
-  from the searched frames alone, and the result says whether that evidence sufficed.
+  from the searched frames alone, and the result says whether that evidence sufficed (with
+  no searched frames it is insufficient and there is no re-answer: ``answer`` is None).
 
 The builder returns an uncompiled ``StateGraph``; compile it with your own checkpointer, or
 add it to your graph as a subgraph (its input is :class:`TemporalInput`, its output
@@ -51,7 +52,6 @@ from agent_tools.policies.base import (
     Policy,
     frame_block,
     text_block,
-    to_chat_messages,
 )
 
 __all__ = ["build_temporal_graph", "recursion_limit_for", "generation_metadata"]
@@ -175,9 +175,8 @@ def build_temporal_graph(
 
     def policy_node(state: TemporalState) -> dict[str, Any]:
         turn = int(state.get("turn", 0)) + 1
-        gen = policy.generate_details(
-            to_chat_messages(state["messages"]), max_new_tokens=max_new_tokens, frames=resolver
-        )
+        # LangChain messages go in as they are: the policy converts them once, in ``prepare``
+        gen = policy.generate_details(state["messages"], max_new_tokens=max_new_tokens, frames=resolver)
         text = protocol.cleanup_response(gen.text)
         action = protocol.parse_action(text)
         meta = generation_metadata(gen, turn, action)
@@ -255,7 +254,7 @@ def build_temporal_graph(
         update: dict[str, Any] = {"status": "budget_exhausted"}
         if force_answer:
             ask = HumanMessage(content=protocol.budget_text())
-            convo = to_chat_messages(list(state["messages"]) + [ask])
+            convo = list(state["messages"]) + [ask]
             gen = policy.generate_details(convo, max_new_tokens=max_new_tokens, frames=resolver)
             text = protocol.cleanup_response(gen.text)
             action = protocol.parse_action(text)
@@ -270,10 +269,10 @@ def build_temporal_graph(
 
     def verify_node(state: TemporalState) -> dict[str, Any]:
         refs = sorted(state.get("frames") or [], key=lambda f: (f["video"], f["timestamp"]))
-        if not refs:
+        if not refs:  # nothing was searched: insufficient by definition, the policy is not asked
             return {
                 "verification": {
-                    "answer": "I don't know",
+                    "answer": None,
                     "sufficient": False,
                     "agrees": False,
                     "num_frames": 0,

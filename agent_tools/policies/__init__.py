@@ -1,6 +1,8 @@
 """Search policies: one interface (:class:`Policy`), several backends, checkpoint loading.
 
-- :class:`Policy`, :class:`Generation`, :class:`FrameResolver` - the interface (``base``).
+- :class:`Policy`, :class:`Generation`, :class:`FrameResolver` - the interface (``base``), with
+  the conversation helpers :func:`frame_block`, :func:`text_block`, :func:`resolve_frames`,
+  :func:`to_chat_messages`.
 - :class:`TransformersPolicy` - a local VLM (Qwen2.5-VL, Qwen3-VL, any image-text-to-text model).
 - :class:`OpenAIPolicy` - an OpenAI-compatible server such as ``vllm serve``.
 - :class:`LangChainPolicy` - any LangChain chat model.

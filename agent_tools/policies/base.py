@@ -19,9 +19,12 @@ Names:
   (what a GRPO trainer needs).
 - :class:`FrameResolver` - ``(video, timestamps, max_side) -> list[PIL.Image]``;
   ``TemporalSearcher.frames`` is one.
+- :class:`CachingResolver` - a resolver with an LRU cache, so frames a conversation re-sends
+  every turn are decoded once.
 - :func:`frame_block`, :func:`text_block`, :func:`iter_frame_refs`, :func:`resolve_frames`,
   :func:`tool_turns_as_user`, :func:`to_chat_messages` (LangChain messages -> chat dicts),
-  :func:`image_to_base64`.
+  :func:`image_to_base64`; for the API backends :func:`api_blocks` (content blocks with
+  images encoded their way) and :func:`user_tool_role` (their check of ``tool_role``).
 
 Usage::
 
@@ -35,8 +38,8 @@ import copy
 import io
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional, Protocol, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional, Protocol, Sequence
 
 from agent_tools.errors import InvalidArgumentError
 
@@ -52,6 +55,8 @@ __all__ = [
     "tool_turns_as_user",
     "to_chat_messages",
     "image_to_base64",
+    "api_blocks",
+    "user_tool_role",
     "CachingResolver",
 ]
 
@@ -83,7 +88,6 @@ class Generation:
     completion_tokens: Optional[int] = None
     finish_reason: Optional[str] = None
     seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def text_block(text: str) -> dict[str, Any]:
@@ -215,6 +219,37 @@ def to_chat_messages(messages: Sequence[Any]) -> list[ChatMessage]:
     return out
 
 
+def api_blocks(
+    content: Sequence[dict[str, Any]], image_block: Callable[[Any], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Content blocks for an API backend: text blocks as they are, each image through ``image_block``.
+
+    Other block types (unresolved frame references, ...) are dropped; images are encoded only here.
+    """
+    out: list[dict[str, Any]] = []
+    for b in content:
+        if b.get("type") == "image":
+            out.append(image_block(b["image"]))
+        elif b.get("type") == "text":
+            out.append({"type": "text", "text": b["text"]})
+    return out
+
+
+def user_tool_role(asked: Optional[str], backend: str) -> str:
+    """``"user"``, the only tool role an API backend of our text protocol can use; anything else is refused.
+
+    Our tool calls are text, and APIs reject a ``tool`` message that answers no native tool call.
+
+    Raises:
+        InvalidArgumentError: If ``asked`` is neither None nor ``"user"``.
+    """
+    if asked not in (None, "user"):
+        raise InvalidArgumentError(
+            f"{backend} sends tool results as user turns; tool_role must be 'user' or left out, got {asked!r}"
+        )
+    return "user"
+
+
 def image_to_base64(image: Any, *, fmt: str = "JPEG", quality: int = 85) -> str:
     """Encode a PIL image (or HxWx3 uint8 array) as base64 JPEG/PNG text."""
     from PIL import Image
@@ -325,8 +360,15 @@ class Policy(ABC):
 
         Returns:
             The :class:`Generation`.
+
+        Raises:
+            InvalidArgumentError: On ``max_new_tokens < 1``, or frame references without ``frames``.
         """
-        budget = int(max_new_tokens or self.max_new_tokens)
+        if max_new_tokens is not None and max_new_tokens < 1:
+            raise InvalidArgumentError(
+                f"max_new_tokens must be >= 1 (or None for the policy's default), got {max_new_tokens}"
+            )
+        budget = int(max_new_tokens if max_new_tokens is not None else self.max_new_tokens)
         prepared = self.prepare(messages, frames)
         t0 = time.perf_counter()
         gen = self._generate(prepared, budget)

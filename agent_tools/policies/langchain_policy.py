@@ -17,8 +17,15 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from agent_tools.policies.base import ChatMessage, Generation, Policy, image_to_base64
-from agent_tools.policies.openai_policy import close_open_block
+from agent_tools.policies.base import (
+    ChatMessage,
+    Generation,
+    Policy,
+    api_blocks,
+    image_to_base64,
+    user_tool_role,
+)
+from agent_tools.protocol import STOP_STRINGS, close_open_block
 
 __all__ = ["LangChainPolicy", "to_langchain_messages"]
 
@@ -27,23 +34,15 @@ def to_langchain_messages(messages: list[ChatMessage], *, jpeg_quality: int = 85
     """Prepared chat messages (images resolved, no tool turns) -> LangChain messages."""
     from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
+    def image(img: Any) -> dict[str, Any]:
+        encoded = image_to_base64(img, quality=jpeg_quality)
+        return {"type": "image", "base64": encoded, "mime_type": "image/jpeg"}
+
     out = []
     for m in messages:
         content = m.get("content")
         if isinstance(content, list):
-            blocks = []
-            for b in content:
-                if b.get("type") == "image":
-                    blocks.append(
-                        {
-                            "type": "image",
-                            "base64": image_to_base64(b["image"], quality=jpeg_quality),
-                            "mime_type": "image/jpeg",
-                        }
-                    )
-                elif b.get("type") == "text":
-                    blocks.append({"type": "text", "text": b["text"]})
-            content = blocks
+            content = api_blocks(content, image)
         role = m["role"]
         if role == "system":
             text = content if isinstance(content, str) else "".join(b.get("text", "") for b in content)
@@ -65,7 +64,8 @@ class LangChainPolicy(Policy):
             (``"max_tokens"`` for most providers); None to not bind one.
         use_stop: Pass ``stop=["</tool_call>", "</answer>"]`` on each call.
         jpeg_quality: JPEG quality of the frames sent.
-        **policy_kwargs: ``max_new_tokens``, ``max_side``.
+        **policy_kwargs: ``max_new_tokens``, ``max_side`` (``tool_role`` is always ``"user"``;
+            another value raises :class:`~agent_tools.errors.InvalidArgumentError`).
     """
 
     def __init__(
@@ -77,7 +77,7 @@ class LangChainPolicy(Policy):
         jpeg_quality: int = 85,
         **policy_kwargs: Any,
     ):
-        policy_kwargs["tool_role"] = "user"
+        policy_kwargs["tool_role"] = user_tool_role(policy_kwargs.get("tool_role"), "LangChainPolicy")
         super().__init__(**policy_kwargs)
         self.model = model
         self.max_tokens_kwarg = max_tokens_kwarg
@@ -93,7 +93,7 @@ class LangChainPolicy(Policy):
         runnable = self.model
         if self.max_tokens_kwarg:
             runnable = runnable.bind(**{self.max_tokens_kwarg: max_new_tokens})
-        kwargs = {"stop": ["</tool_call>", "</answer>"]} if self.use_stop else {}
+        kwargs = {"stop": list(STOP_STRINGS)} if self.use_stop else {}
         msg = runnable.invoke(to_langchain_messages(messages, jpeg_quality=self.jpeg_quality), **kwargs)
         text = getattr(msg, "text", msg.content)
         text = str(text() if callable(text) and not isinstance(text, str) else text)

@@ -94,8 +94,9 @@ def validate_manifest(manifest: PolicyManifest, where: str = "manifest") -> Poli
         The same manifest.
 
     Raises:
-        PolicyLoadError: On an unknown format version or prompt format, or a tool schema that
-            differs from :mod:`agent_tools.protocol`'s (names, properties or required fields).
+        PolicyLoadError: On an unknown format version or prompt format, a tool schema that
+            differs from :mod:`agent_tools.protocol`'s (names, properties or required fields), an
+            openai backend without ``base_url``, or soft refinement on a non-transformers backend.
     """
     if manifest.format_version != MANIFEST_VERSION:
         raise PolicyLoadError(
@@ -124,6 +125,11 @@ def validate_manifest(manifest: PolicyManifest, where: str = "manifest") -> Poli
             )
     if manifest.backend == "openai" and not manifest.base_url:
         raise PolicyLoadError(f"{where}: backend 'openai' needs base_url (e.g. http://localhost:8000/v1)")
+    if manifest.soft_refinement and manifest.backend != "transformers":
+        raise PolicyLoadError(
+            f"{where}: soft_refinement needs backend 'transformers' (it reads the policy's hidden "
+            f"states); backend {manifest.backend!r} cannot provide it"
+        )
     return manifest
 
 

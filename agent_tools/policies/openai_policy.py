@@ -5,7 +5,8 @@ exposes. Frames are encoded as base64 JPEG data URLs only while the request body
 conversations keep references. Our tool calls are text, so tool turns are sent as user
 turns (an OpenAI-style API rejects a ``tool`` message that answers no native tool call).
 
-Names: :class:`OpenAIPolicy`, :func:`to_openai_messages`.
+Names: :class:`OpenAIPolicy`, :func:`to_openai_messages` (and, re-exported from the protocol,
+:func:`~agent_tools.protocol.close_open_block`).
 
 Usage::
 
@@ -20,36 +21,32 @@ from typing import Any, Optional
 
 import httpx
 
-from agent_tools.policies.base import ChatMessage, Generation, Policy, image_to_base64
+from agent_tools.policies.base import (
+    ChatMessage,
+    Generation,
+    Policy,
+    api_blocks,
+    image_to_base64,
+    user_tool_role,
+)
 from agent_tools.policies.manifest import PolicyLoadError
+from agent_tools.protocol import STOP_STRINGS, close_open_block
 
 __all__ = ["OpenAIPolicy", "to_openai_messages", "close_open_block"]
-
-_STOPS = ("</tool_call>", "</answer>")
-
-
-def close_open_block(text: str) -> str:
-    """Re-add a closing tag that a server's stop strings removed (``<answer>B`` -> ``<answer>B</answer>``)."""
-    for tag in ("tool_call", "answer"):
-        opened, closed = text.rfind(f"<{tag}>"), text.rfind(f"</{tag}>")
-        if opened >= 0 and closed < opened:
-            return text + f"</{tag}>"
-    return text
 
 
 def to_openai_messages(messages: list[ChatMessage], *, jpeg_quality: int = 85) -> list[dict[str, Any]]:
     """Prepared chat messages (images resolved) -> OpenAI ``messages`` with data-URL images."""
+
+    def image_url(image: Any) -> dict[str, Any]:
+        url = "data:image/jpeg;base64," + image_to_base64(image, quality=jpeg_quality)
+        return {"type": "image_url", "image_url": {"url": url}}
+
     out = []
     for m in messages:
         content = m.get("content")
         if isinstance(content, list):
-            parts = []
-            for b in content:
-                if b.get("type") == "image":
-                    url = "data:image/jpeg;base64," + image_to_base64(b["image"], quality=jpeg_quality)
-                    parts.append({"type": "image_url", "image_url": {"url": url}})
-                elif b.get("type") == "text":
-                    parts.append({"type": "text", "text": b["text"]})
+            parts = api_blocks(content, image_url)
             if m["role"] in ("assistant", "system"):  # these roles take text only
                 content = "".join(p.get("text", "") for p in parts)
             else:
@@ -70,7 +67,8 @@ class OpenAIPolicy(Policy):
         jpeg_quality: JPEG quality of the frames sent.
         extra_body: Extra request fields (e.g. ``{"top_k": 20}`` for vLLM).
         client: An ``httpx.Client`` to use (tests pass one with a mock transport).
-        **policy_kwargs: ``max_new_tokens``, ``max_side``, ``manifest``.
+        **policy_kwargs: ``max_new_tokens``, ``max_side``, ``manifest`` (``tool_role`` is always
+            ``"user"``; another value raises :class:`~agent_tools.errors.InvalidArgumentError`).
     """
 
     def __init__(
@@ -86,7 +84,7 @@ class OpenAIPolicy(Policy):
         client: Optional[httpx.Client] = None,
         **policy_kwargs: Any,
     ):
-        policy_kwargs["tool_role"] = "user"
+        policy_kwargs["tool_role"] = user_tool_role(policy_kwargs.get("tool_role"), "OpenAIPolicy")
         manifest = policy_kwargs.get("manifest")
         if manifest is not None:
             policy_kwargs.setdefault("max_new_tokens", manifest.max_new_tokens)
@@ -135,7 +133,7 @@ class OpenAIPolicy(Policy):
             "messages": to_openai_messages(messages, jpeg_quality=self.jpeg_quality),
             "max_tokens": max_new_tokens,
             "temperature": self.temperature,
-            "stop": list(_STOPS),
+            "stop": list(STOP_STRINGS),
         }
         body.update(self.extra_body)
         return body
@@ -152,7 +150,7 @@ class OpenAIPolicy(Policy):
         if (
             finish == "stop"
             and isinstance(stop_reason, str)
-            and stop_reason in _STOPS
+            and stop_reason in STOP_STRINGS
             and not text.endswith(stop_reason)
         ):
             text += stop_reason

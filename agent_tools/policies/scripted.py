@@ -100,4 +100,4 @@ class ScriptedPolicy(Policy):
                 "reply": reply,
             }
         )
-        return Generation(text=reply, completion_tokens=len(reply.split()), finish_reason="stop")
+        return Generation(text=reply, finish_reason="stop")  # no tokenizer: token counts unknown

@@ -16,7 +16,7 @@ How a refined query is made (the same code trains it, so training and inference 
    soft tokens' effect added to the plain query, so a zero projector returns the plain query.
 
 Names: :class:`SoftQueryProjector`, :func:`refined_query`, :func:`refine_hidden_state`,
-:class:`SoftRefiner`, :func:`attach_soft_refiner`, :data:`REFINE_TOKEN`,
+:class:`SoftRefiner`, :func:`load_projector`, :func:`attach_soft_refiner`, :data:`REFINE_TOKEN`,
 :data:`SQR_WEIGHTS_NAME`, :data:`SQR_CONFIG_NAME`.
 
 Usage::
@@ -28,7 +28,6 @@ Usage::
 from __future__ import annotations
 
 import json
-import logging
 import re
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -36,6 +35,7 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import nn
 
+from agent_tools import protocol
 from agent_tools.errors import InvalidArgumentError
 
 __all__ = [
@@ -47,12 +47,11 @@ __all__ = [
     "refine_token_id",
     "refine_hidden_state",
     "SoftRefiner",
+    "load_projector",
     "attach_soft_refiner",
 ]
 
-log = logging.getLogger(__name__)
-
-REFINE_TOKEN = "<REFINE>"
+REFINE_TOKEN = protocol.REFINE_TOKEN
 SQR_WEIGHTS_NAME = "sqr_projector.safetensors"
 SQR_CONFIG_NAME = "sqr_config.json"
 
@@ -157,19 +156,9 @@ def refine_hidden_state(
         ``(H,)`` float tensor (carrying gradient when the model is trainable).
     """
     rid = refine_id if refine_id is not None else refine_token_id(policy)
-    inputs = policy.build_inputs(policy.prepare(messages, frames))
-    ids = inputs["input_ids"]
-    n = int(ids.shape[1])
-    tail = torch.tensor([[rid]], dtype=ids.dtype, device=ids.device)
-    for key in list(inputs.keys()):
-        v = inputs[key]
-        if torch.is_tensor(v) and v.dim() == 2 and tuple(v.shape) == (1, n):
-            extra = (
-                tail
-                if key == "input_ids"
-                else (torch.ones_like(tail) if key == "attention_mask" else torch.zeros_like(tail))
-            )
-            inputs[key] = torch.cat([v, extra], dim=1)
+    from agent_tools.policies.transformers_policy import append_token_ids
+
+    inputs = append_token_ids(policy.build_inputs(policy.prepare(messages, frames)), [rid])
     out = policy.model(**inputs, output_hidden_states=True)
     return out.hidden_states[-1][0, -1].float()
 
@@ -225,6 +214,40 @@ class SoftRefiner:
             return refined_query(self.encoder, [found.group(1).strip()], soft)[0].numpy()
 
 
+def load_projector(directory: str | Path) -> tuple[SoftQueryProjector, dict[str, Any]]:
+    """Read ``sqr_projector.safetensors`` + ``sqr_config.json`` (as ``training.sqr`` saves them).
+
+    Returns:
+        ``(projector in eval mode, the config dict)``.
+
+    Raises:
+        PolicyLoadError: If a file is missing or the config is not valid.
+    """
+    from safetensors.torch import load_file
+
+    from agent_tools.policies.manifest import PolicyLoadError
+
+    d = Path(directory)
+    missing = [n for n in (SQR_WEIGHTS_NAME, SQR_CONFIG_NAME) if not (d / n).is_file()]
+    if missing:
+        raise PolicyLoadError(
+            f"{d} lacks {', '.join(missing)}, which a soft_refinement: true checkpoint needs; save the "
+            "projector with training.sqr, or set soft_refinement to false in videoseek_policy.json"
+        )
+    try:
+        meta = json.loads((d / SQR_CONFIG_NAME).read_text())
+        proj = SoftQueryProjector(
+            meta["hidden_size"], meta["text_width"], meta["num_tokens"], meta.get("proj_dim")
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PolicyLoadError(
+            f"{d / SQR_CONFIG_NAME}: not a valid projector config ({exc!r}); it needs hidden_size, "
+            "text_width and num_tokens"
+        ) from None
+    proj.load_state_dict(load_file(str(d / SQR_WEIGHTS_NAME)))
+    return proj.eval(), meta
+
+
 def attach_soft_refiner(policy: Any, directory: str | Path, encoder: Any = None) -> SoftRefiner:
     """Load ``sqr_projector.safetensors`` from ``directory`` and set ``policy.refine_query_vector``.
 
@@ -240,22 +263,10 @@ def attach_soft_refiner(policy: Any, directory: str | Path, encoder: Any = None)
         PolicyLoadError: The checkpoint claims soft refinement but lacks the projector files
             or the retriever encoder's name.
     """
-    from safetensors.torch import load_file
-
     from agent_tools.policies.manifest import PolicyLoadError
 
     d = Path(directory)
-    missing = [n for n in (SQR_WEIGHTS_NAME, SQR_CONFIG_NAME) if not (d / n).is_file()]
-    if missing:
-        raise PolicyLoadError(
-            f"{d} says soft_refinement: true but lacks {', '.join(missing)}; save the projector with "
-            "training.sqr, or set soft_refinement to false in videoseek_policy.json"
-        )
-    meta = json.loads((d / SQR_CONFIG_NAME).read_text())
-    proj = SoftQueryProjector(
-        meta["hidden_size"], meta["text_width"], meta["num_tokens"], meta.get("proj_dim")
-    )
-    proj.load_state_dict(load_file(str(d / SQR_WEIGHTS_NAME)))
+    proj, meta = load_projector(d)
     proj.to(policy.model.device)
     enc = (
         encoder if encoder is not None else (meta.get("encoder") or getattr(policy.manifest, "encoder", None))

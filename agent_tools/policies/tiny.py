@@ -210,6 +210,15 @@ def build_tiny_model(tokenizer, *, seed: int = 0, family: str = "qwen2_5_vl"):
         num_key_value_heads=2,
         pad_token_id=pad,
     )
+    vision = dict(
+        depth=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_heads=2,
+        out_hidden_size=64,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+    )
     if family == "qwen3_vl":
         from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
@@ -225,16 +234,7 @@ def build_tiny_model(tokenizer, *, seed: int = 0, family: str = "qwen2_5_vl"):
                 },
             ),
             vision_config=dict(
-                depth=2,
-                hidden_size=32,
-                intermediate_size=64,
-                num_heads=2,
-                patch_size=16,
-                spatial_merge_size=2,
-                temporal_patch_size=2,
-                out_hidden_size=64,
-                num_position_embeddings=64,
-                deepstack_visual_indexes=[0],
+                vision, patch_size=16, num_position_embeddings=64, deepstack_visual_indexes=[0]
             ),
             **token_ids,
         )
@@ -249,18 +249,7 @@ def build_tiny_model(tokenizer, *, seed: int = 0, family: str = "qwen2_5_vl"):
                 bos_token_id=pad,
                 eos_token_id=eos,
             ),
-            vision_config=dict(
-                depth=2,
-                hidden_size=32,
-                intermediate_size=64,
-                num_heads=2,
-                out_hidden_size=64,
-                patch_size=14,
-                spatial_merge_size=2,
-                temporal_patch_size=2,
-                window_size=56,
-                fullatt_block_indexes=[1],
-            ),
+            vision_config=dict(vision, patch_size=14, window_size=56, fullatt_block_indexes=[1]),
             eos_token_id=eos,
             pad_token_id=pad,
             **token_ids,
@@ -300,9 +289,9 @@ def build_tiny_policy_dir(
     """
     from agent_tools.policies.manifest import PolicyManifest, write_manifest
 
+    _check_family(family)
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    _check_family(family)
     tok = build_tiny_tokenizer()
     processor = build_tiny_processor(tok, family=family)
     model = build_tiny_model(tok, seed=seed, family=family)

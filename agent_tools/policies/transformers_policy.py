@@ -6,7 +6,9 @@ Frames reach the model as image blocks in the chat template, each preceded by it
 timestamp text; pixels exist only inside :meth:`TransformersPolicy._generate`.
 
 Names: :class:`TransformersPolicy` (``from_pretrained(path)``, ``generate``),
-:data:`STOP_STRINGS`.
+:data:`STOP_STRINGS`, :func:`resolve_device`, and two helpers shared with the trainer and
+:mod:`~agent_tools.policies.soft_refine`: :func:`split_images` (chat-template messages + the
+images, in order) and :func:`append_token_ids` (extend one sequence's model inputs by token ids).
 
 Usage::
 
@@ -18,15 +20,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
+from agent_tools import protocol
 from agent_tools.errors import InvalidArgumentError
 from agent_tools.policies.base import ChatMessage, Generation, Policy
 
-__all__ = ["TransformersPolicy", "STOP_STRINGS", "resolve_device"]
+__all__ = ["TransformersPolicy", "STOP_STRINGS", "resolve_device", "split_images", "append_token_ids"]
 
-#: Generation stops once a turn is complete.
-STOP_STRINGS = ("</tool_call>", "</answer>")
+#: Generation stops once a turn is complete (:data:`agent_tools.protocol.STOP_STRINGS`).
+STOP_STRINGS = protocol.STOP_STRINGS
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -36,6 +39,57 @@ def resolve_device(device: str = "auto") -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def split_images(messages: Sequence[ChatMessage]) -> tuple[list[ChatMessage], list[Any]]:
+    """Prepared messages -> (chat-template messages with image blocks emptied, the images in order).
+
+    The chat template only needs ``{"type": "image"}`` placeholders; the processor gets the
+    pixels separately, in the same order.
+    """
+    images: list[Any] = []
+    templated: list[ChatMessage] = []
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, list):
+            blocks = []
+            for b in content:
+                if b.get("type") == "image":
+                    images.append(b["image"])
+                    blocks.append({"type": "image"})
+                else:
+                    blocks.append(b)
+            templated.append({**m, "content": blocks})
+        else:
+            templated.append(dict(m))
+    return templated, images
+
+
+def append_token_ids(inputs: Any, ids: Sequence[int]) -> Any:
+    """Extend the model inputs of one sequence (batch 1) by ``ids``, in place.
+
+    Every ``(1, L)`` row grows by ``len(ids)``: ``input_ids`` by the ids, ``attention_mask`` by
+    ones, any other per-token row (token types, ...) by zeros, as for text tokens.
+
+    Returns:
+        ``inputs``.
+    """
+    import torch
+
+    input_ids = inputs["input_ids"]
+    n = int(input_ids.shape[1])
+    tail = torch.tensor([list(ids)], dtype=input_ids.dtype, device=input_ids.device)
+    for key in list(inputs.keys()):
+        v = inputs[key]
+        if torch.is_tensor(v) and v.dim() == 2 and tuple(v.shape) == (1, n):
+            if key == "input_ids":
+                extra = tail
+            elif key == "attention_mask":
+                extra = torch.ones_like(tail)
+            else:
+                extra = torch.zeros_like(tail)
+            inputs[key] = torch.cat([v, extra], dim=1)
+    return inputs
 
 
 class TransformersPolicy(Policy):
@@ -124,26 +178,9 @@ class TransformersPolicy(Policy):
 
     def build_inputs(self, messages: list[ChatMessage]) -> Any:
         """Chat template + processor: the model inputs for a prepared conversation."""
-        images: list[Any] = []
-        templated: list[ChatMessage] = []
-        for m in messages:
-            content = m.get("content")
-            if isinstance(content, list):
-                blocks = []
-                for b in content:
-                    if b.get("type") == "image":
-                        images.append(b["image"])
-                        blocks.append({"type": "image"})
-                    else:
-                        blocks.append(b)
-                templated.append({**m, "content": blocks})
-            else:
-                templated.append(m)
+        templated, images = split_images(messages)
         text = self.processor.apply_chat_template(templated, tokenize=False, add_generation_prompt=True)
-        if images:
-            inputs = self.processor(text=[text], images=images, return_tensors="pt")
-        else:
-            inputs = self.processor(text=[text], return_tensors="pt")
+        inputs = self.processor(text=[text], images=images or None, return_tensors="pt")
         return inputs.to(self.model.device)
 
     def _generate(self, messages: list[ChatMessage], max_new_tokens: int) -> Generation:
