@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
 from agent_tools.cli import app
-from agent_tools.synthetic import read_frame_index
 
 runner = CliRunner()
 
