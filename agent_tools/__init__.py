@@ -42,6 +42,9 @@ __all__ = [
     "VideoseekError",
     "open_video",
     "probe",
+    "load_policy",
+    "build_temporal_graph",
+    "build_corpus_graph",
 ]
 
 _LAZY = {
@@ -61,6 +64,9 @@ _LAZY = {
     "VideoseekError": ".errors",
     "open_video": ".video",
     "probe": ".video",
+    "load_policy": ".policies",
+    "build_temporal_graph": ".graphs",
+    "build_corpus_graph": ".graphs",
 }
 
 
