@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import importlib
 
-from . import _tvshim  # noqa: F401  (before anything imports torchvision)
+from . import _tvshim  # noqa: F401  (hook: torchvision imports even where its ops cannot load; no-op otherwise)
 
 __version__ = "0.1.0"
 

@@ -1,17 +1,22 @@
 """``videoseek ask``: run a search policy over one video and show every turn.
 
-    videoseek ask VIDEO "question" --policy DIR|URL [--encoder NAME] [--max-turns 8]
-                  [--max-new-tokens N] [--verify] [--force-answer] [--model NAME] [--json]
+    videoseek ask VIDEO "question" --policy DIR|URL [--encoder NAME] [--max-turns N]
+                  [--max-new-tokens N] [--preview-frames N] [--verify] [--force-answer]
+                  [--model NAME] [--json]
 
 - ``--policy`` is a policy checkpoint directory (``save_pretrained`` files +
   ``videoseek_policy.json``) or the base URL of an OpenAI-compatible server (``vllm serve``).
   There is no default policy.
 - The encoder is ``--encoder``, else the one the manifest names, else ``VIDEOSEEK_ENCODER``.
+- The turn budget, tokens per turn and preview frames are the flags, else the values the
+  policy was trained with (its manifest's ``max_turns``, ``max_new_tokens``,
+  ``preview_frames``), else 8 turns, the policy's default tokens and 8 preview frames
+  (:func:`episode_settings`).
 - Each turn prints its thought, the searched window, query and returned timestamps, or the
   answer; ``--json`` prints the whole :class:`~agent_tools.graphs.Rollout` instead.
 
 Names: :func:`register` (adds ``ask`` to a Typer app), :func:`ask`, :func:`format_turn` (the
-lines printed for one turn).
+lines printed for one turn), :func:`episode_settings`.
 """
 
 from __future__ import annotations
@@ -25,7 +30,43 @@ import typer
 
 from agent_tools.errors import VideoseekError
 
-__all__ = ["register", "ask", "format_turn"]
+__all__ = ["register", "ask", "format_turn", "episode_settings"]
+
+DEFAULT_MAX_TURNS = 8
+DEFAULT_PREVIEW_FRAMES = 8
+
+
+def episode_settings(
+    manifest,
+    *,
+    max_turns: Optional[int] = None,
+    max_new_tokens: Optional[int] = None,
+    preview_frames: Optional[int] = None,
+) -> dict:
+    """Turn budget, tokens per turn and preview frames for one episode.
+
+    Args:
+        manifest: The policy's :class:`~agent_tools.policies.manifest.PolicyManifest` (or None).
+        max_turns: ``--max-turns`` (wins when given).
+        max_new_tokens: ``--max-new-tokens`` (wins when given).
+        preview_frames: ``--preview-frames`` (wins when given).
+
+    Returns:
+        ``{"max_turns", "max_new_tokens", "preview_frames"}``; ``max_new_tokens`` None means
+        the policy's own default (which a transformers checkpoint takes from its manifest).
+    """
+
+    def pick(flag, key, default):
+        if flag is not None:
+            return flag
+        value = getattr(manifest, key, None) if manifest is not None else None
+        return value if value is not None else default
+
+    return {
+        "max_turns": pick(max_turns, "max_turns", DEFAULT_MAX_TURNS),
+        "max_new_tokens": pick(max_new_tokens, "max_new_tokens", None),
+        "preview_frames": pick(preview_frames, "preview_frames", DEFAULT_PREVIEW_FRAMES),
+    }
 
 
 def format_turn(turn) -> list[str]:
@@ -63,8 +104,15 @@ def ask(
     encoder: Optional[str] = typer.Option(
         None, "--encoder", help="Encoder (default: the policy manifest's)."
     ),
-    max_turns: int = typer.Option(8, "--max-turns", min=1, help="Turn budget, searches included."),
-    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1, help="Tokens per turn."),
+    max_turns: Optional[int] = typer.Option(
+        None, "--max-turns", min=1, help="Turn budget, searches included (default: as trained, else 8)."
+    ),
+    max_new_tokens: Optional[int] = typer.Option(
+        None, "--max-new-tokens", min=1, help="Tokens per turn (default: as trained)."
+    ),
+    preview_frames: Optional[int] = typer.Option(
+        None, "--preview-frames", min=0, help="Frames in the first turn (default: as trained, else 8)."
+    ),
     verify: bool = typer.Option(False, "--verify", help="Re-answer from the searched frames alone."),
     force_answer: bool = typer.Option(
         False, "--force-answer", help="Ask for an answer when the budget runs out."
@@ -72,6 +120,9 @@ def ask(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Frame-embedding cache directory."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N."),
     json_out: bool = typer.Option(False, "--json", help="Print the rollout as JSON."),
+    speech: bool = typer.Option(
+        False, "--speech", help="Let the policy also read what is said near the frames it sees (transcribes once)."
+    ),
 ) -> None:
     """Answer a question about VIDEO with a search policy, printing each turn."""
     from rich.console import Console
@@ -81,15 +132,23 @@ def ask(
     err = Console(stderr=True)
     try:
         agent, searcher = _load(policy, model, encoder, cache_dir, device, video, err)
-        graph = build_temporal_graph(
-            agent,
-            searcher,
+        episode = episode_settings(
+            getattr(agent, "manifest", None),
             max_turns=max_turns,
-            verify=verify,
             max_new_tokens=max_new_tokens,
-            force_answer=force_answer,
+            preview_frames=preview_frames,
         )
-        _print_events(AgentRunner(graph, max_turns=max_turns).stream(question, str(video)), json_out)
+        hearing = None
+        if speech:
+            from agent_tools.config import get_settings
+            from agent_tools.speech.searcher import SpeechSearcher
+
+            hearing = SpeechSearcher.from_settings(get_settings(cache_dir=cache_dir, device=device))
+        graph = build_temporal_graph(
+            agent, searcher, verify=verify, force_answer=force_answer, speech=hearing, **episode
+        )
+        runner = AgentRunner(graph, max_turns=episode["max_turns"])
+        _print_events(runner.stream(question, str(video)), json_out)
     except VideoseekError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from None

@@ -10,8 +10,13 @@ Where a textbook implementation breaks, this one stays defined:
 
 - constant relevance (min-max would divide 0 by 0) → ``r = 1`` everywhere (pure diversity);
 - duplicate frames or zero relevance (the marginal gain hits 0, the Cholesky step would take
-  the square root of a negative number) → the greedy loop stops, and the remaining slots are
-  filled by farthest-point sampling in time (ties → higher relevance);
+  the square root of a negative number) → the greedy loop stops once the best gain is at or
+  below ``eps · max(diag L)`` with ``eps = 1e-10`` (the floor of Chen's reference ``dpp(kernel,
+  max_length, epsilon=1e-10)``, laming-chen/fast-map-dpp ``dpp.py``), computed in float64 so
+  exact duplicates leave a residual far below it; the remaining slots are filled by relevance
+  first and, among equally relevant frames, by farthest-point sampling in time. A distinct frame
+  of positive relevance is therefore never passed over for a zero-relevance one (a unique frame
+  of relevance 0.003 still has a gain of ~1e-5, far above the floor);
 - ``k`` larger than the candidates → every candidate; one candidate → that one.
 
 - :func:`minmax_relevance` - scores → relevance in ``[0, 1]``.
@@ -59,7 +64,9 @@ def dpp_log_det(embeddings: np.ndarray, relevance: np.ndarray, subset) -> float:
     return float(logdet) if sign > 0 else float("-inf")
 
 
-def _fill_by_time(chosen: list[int], k: int, times: np.ndarray, relevance: np.ndarray) -> list[int]:
+def _fill(chosen: list[int], k: int, times: np.ndarray, relevance: np.ndarray, by_time: bool = False) -> list[int]:
+    """Complete ``chosen`` to ``k``: highest relevance first, then farthest from the chosen in time
+    (``by_time``: the other way round)."""
     n = len(times)
     taken = np.zeros(n, dtype=bool)
     taken[chosen] = True
@@ -68,10 +75,11 @@ def _fill_by_time(chosen: list[int], k: int, times: np.ndarray, relevance: np.nd
     else:
         dist = np.full(n, np.inf)
     while len(chosen) < k and not taken.all():
-        # farthest from what is chosen; relevance breaks ties (lexicographic order)
-        key = np.where(taken, -np.inf, dist)
+        # most relevant first; among equally relevant frames, the one farthest from the chosen
+        primary, secondary = (dist, relevance) if by_time else (relevance, dist)
+        key = np.where(taken, -np.inf, primary)
         best = np.flatnonzero(key == key.max())
-        j = int(best[np.argmax(relevance[best])])
+        j = int(best[np.argmax(secondary[best])])
         chosen.append(j)
         taken[j] = True
         dist = np.minimum(dist, np.abs(times - times[j]))
@@ -83,7 +91,8 @@ def greedy_map_dpp(
     relevance: np.ndarray,
     k: int,
     times: Optional[np.ndarray] = None,
-    eps: float = 1e-4,
+    eps: float = 1e-10,
+    fill: str = "relevance",
 ) -> list[int]:
     """Greedy MAP inference for ``L = diag(r)·(E Eᵀ)·diag(r)``.
 
@@ -92,14 +101,18 @@ def greedy_map_dpp(
         relevance: ``(n,)`` relevance in ``[0, 1]`` (see :func:`minmax_relevance`).
         k: How many to choose (fewer when there are fewer candidates).
         times: ``(n,)`` candidate timestamps for the fallback fill (default: the indices).
-        eps: Marginal gains at or below ``eps · max(diag L)`` end the greedy phase (a frame that
-            close to the chosen ones is a duplicate at float16 storage precision).
+        eps: Marginal gains at or below ``eps · max(diag L)`` end the greedy phase (Chen et al.'s
+            ``epsilon = 1e-10``); only exact duplicates and zero-relevance frames fall below it.
+        fill: How slots left after the greedy phase are filled: ``"relevance"`` (most relevant
+            first, time spread among ties; the default) or ``"time"`` (farthest in time first,
+            relevance among ties: the behaviour before issue 10, kept so the evaluation can show
+            the difference together with ``eps=1e-4``).
 
     Returns:
         Indices of the chosen candidates in ascending order.
     """
-    e = np.asarray(embeddings, dtype=np.float32)
-    r = np.asarray(relevance, dtype=np.float32)
+    e = np.asarray(embeddings, dtype=np.float64)
+    r = np.asarray(relevance, dtype=np.float64)
     n = e.shape[0]
     if n == 0 or k <= 0:
         return []
@@ -109,8 +122,8 @@ def greedy_map_dpp(
     t = np.arange(n, dtype=np.float64) if times is None else np.asarray(times, dtype=np.float64)
     if n == 1:
         return [0]
-    r64 = r.astype(np.float64)
-    d2 = (r64**2) * np.einsum("ij,ij->i", e, e).astype(np.float64)
+    r64 = r
+    d2 = (r64**2) * np.einsum("ij,ij->i", e, e)
     floor = eps * max(float(d2.max()), 1e-30)
     cis = np.zeros((k, n), dtype=np.float64)
     chosen: list[int] = []
@@ -126,6 +139,8 @@ def greedy_map_dpp(
         d2 = d2 - ej**2
         d2[chosen] = -np.inf
         j = int(np.argmax(d2))
+    if fill not in ("relevance", "time"):
+        raise ValueError(f"fill must be 'relevance' or 'time', got {fill!r}")
     if len(chosen) < k:
-        chosen = _fill_by_time(chosen, k, t, np.asarray(relevance, dtype=np.float64))
+        chosen = _fill(chosen, k, t, r64, by_time=fill == "time")
     return sorted(chosen)

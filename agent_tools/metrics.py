@@ -9,6 +9,10 @@ with ``start <= end``.
   a moment among the top K predicted windows of the ground-truth video overlaps the GT by >= IoU.
 - :func:`vcmr_recall_at_k` - Video Corpus Moment Retrieval R@K at IoU thresholds: a top-K
   ``(video, start, end)`` prediction names the GT video *and* overlaps the GT window by >= IoU.
+- :func:`tvr_recall_at_k` - VR / SVMR / VCMR R@K by the *official* TVR rule (jayleicn/TVRetrieval
+  ``standalone_eval/eval.py`` ``eval_by_task_type``): float32 IoU, ``>=`` threshold, and with four or
+  more GT windows (DiDeMo) one prediction must reach the threshold on at least two of them. The
+  evaluation harness uses this one.
 - :func:`mean_iou` - mean IoU of the top-1 window (0 when the predicted video is wrong, if videos
   are given).
 - :func:`haystack_temporal_prf` - LV-Haystack temporal precision / recall / F1 of one sample
@@ -20,8 +24,9 @@ with ``start <= end``.
 Recall dictionaries are keyed ``"R@{k}"`` (VR) or ``"R@{k},IoU={iou:g}"`` (SVMR/VCMR), values
 in ``[0, 1]``.
 
-A ground truth window may also be a list of windows (several annotators); the best IoU over
-them counts.
+A ground truth window may also be a list of windows (several annotators); in the functions above
+the best IoU over them counts (a lenient convenience rule); :func:`tvr_recall_at_k` applies the
+official two-of-four rule instead.
 
 Usage::
 
@@ -48,6 +53,9 @@ __all__ = [
     "svmr_recall_at_k",
     "vcmr_recall_at_k",
     "mean_iou",
+    "tvr_recall_at_k",
+    "TVR_MIN_WINDOWS_FOR_MULTI",
+    "TVR_MIN_MATCHED",
     "haystack_temporal_prf",
     "haystack_temporal_prf_dataset",
 ]
@@ -249,6 +257,88 @@ def vcmr_recall_at_k(
                 hits[(k, t)] += int(best_so_far[k - 1] >= t - 1e-12)
     n = len(gt_moments)
     return {f"R@{k},IoU={t:g}": hits[(k, t)] / n for k in ks for t in ious}
+
+
+TVR_MIN_WINDOWS_FOR_MULTI = 4
+"""With this many GT windows or more (DiDeMo's four annotators), the multi-window rule applies."""
+TVR_MIN_MATCHED = 2
+"""How many of those GT windows one prediction must match (IoU >= threshold)."""
+
+
+def _iou32(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """IoU of ``(n, 2)`` float32 predictions with one float32 GT window, computed in float32."""
+    inter = np.maximum(np.float32(0), np.minimum(pred[:, 1], gt[1]) - np.maximum(pred[:, 0], gt[0]))
+    union = np.maximum(pred[:, 1], gt[1]) - np.minimum(pred[:, 0], gt[0])
+    out = np.zeros_like(inter)
+    np.divide(inter, union, out=out, where=union != 0)
+    return out
+
+
+def tvr_recall_at_k(
+    ranked_moments: Sequence[Sequence[Sequence[Any]]],
+    gt_moments: Sequence[Sequence[Any]],
+    task: str = "VCMR",
+    ks: Sequence[int] = (1, 5, 10, 100),
+    ious: Sequence[float] = IOU_THRESHOLDS,
+) -> dict[str, float]:
+    """R@K by the official TVR evaluation (``standalone_eval/eval.py`` ``eval_by_task_type``).
+
+    - Windows and IoUs are float32 and a hit needs ``IoU >= θ`` exactly (no tolerance).
+    - A GT given as ``TVR_MIN_WINDOWS_FOR_MULTI`` (4) or more windows counts a prediction as correct
+      only when it reaches ``θ`` on at least ``TVR_MIN_MATCHED`` (2) of them (DiDeMo's rule); a
+      single window is compared directly. (Two or three windows never occur in the official data;
+      here any one of them suffices.)
+    - ``VCMR``: a prediction must name the GT video; the top K of the ranked list count.
+    - ``SVMR``: predictions in other videos are dropped first, then the top K count.
+    - ``VR``: the top K predictions' videos (repeats kept, as the official eval expects distinct
+      videos per query) must include the GT video; windows are ignored and keys are ``"R@{k}"``.
+
+    Args:
+        ranked_moments: Per query, ``(video_id, start, end)`` predictions best first.
+        gt_moments: Per query, ``(video_id, window)`` with a window ``(start, end)`` or a list of them.
+        task: ``"VCMR"``, ``"SVMR"`` or ``"VR"``.
+        ks: Cut-offs.
+        ious: IoU thresholds (ignored for VR).
+
+    Returns:
+        ``{"R@{k},IoU={θ:g}": ...}`` (VCMR/SVMR) or ``{"R@{k}": ...}`` (VR), values in ``[0, 1]``.
+
+    Raises:
+        InvalidArgumentError: Unknown task, mismatched or empty inputs, a threshold outside ``(0, 1]``.
+        InvalidWindowError: A malformed GT window.
+    """
+    task = str(task).upper()
+    if task not in ("VCMR", "SVMR", "VR"):
+        raise InvalidArgumentError(f"task must be 'VCMR', 'SVMR' or 'VR', got {task!r}")
+    ks = _check_ks(ks)
+    _check_lengths(ranked_moments, gt_moments, "ranked_moments", "gt_moments")
+    n = len(gt_moments)
+    if task == "VR":
+        hits = {k: 0 for k in ks}
+        for ranked, (gt_video, _) in zip(ranked_moments, gt_moments):
+            videos = [m[0] for m in ranked]
+            for k in ks:
+                hits[k] += int(gt_video in videos[:k])
+        return {f"R@{k}": hits[k] / n for k in ks}
+    ious = tuple(float(t) for t in ious)
+    if not ious or any(not 0 < t <= 1 for t in ious):
+        raise InvalidArgumentError(f"IoU thresholds must lie in (0, 1]; got {ious!r}")
+    hits2 = {(k, t): 0 for k in ks for t in ious}
+    for ranked, (gt_video, gt_win) in zip(ranked_moments, gt_moments):
+        gts = _gt_windows(gt_win).astype(np.float32)
+        if task == "SVMR":
+            ranked = [m for m in ranked if m[0] == gt_video]
+        if not ranked:
+            continue
+        match = np.array([m[0] == gt_video for m in ranked], dtype=bool)
+        win = np.array([[m[1], m[2]] for m in ranked], dtype=np.float32)
+        per_gt = np.stack([_iou32(win, g) * match for g in gts])  # (n_gt, n_pred)
+        need = TVR_MIN_MATCHED if len(gts) >= TVR_MIN_WINDOWS_FOR_MULTI else 1
+        for t in ious:
+            correct = (per_gt >= np.float32(t)).sum(axis=0) >= need  # (n_pred,)
+            for k in ks:
+                hits2[(k, t)] += int(correct[:k].any())
+    return {f"R@{k},IoU={t:g}": hits2[(k, t)] / n for k in ks for t in ious}
 
 
 def mean_iou(

@@ -14,8 +14,8 @@ functions, so the graphs, the CLI, the trainer and the tests share one definitio
 - Parsing: :func:`cleanup_response` (cut after the first closing tag of :data:`STOP_STRINGS`),
   :func:`close_open_block` (re-add a closing tag a stop string removed) and
   :func:`parse_action` (the first ``<tool_call>`` or ``<answer>`` block, with lenient JSON
-  repair by :func:`repair_json`); :func:`extract_answer`; :func:`parse_verification` for
-  corpus verdicts.
+  repair by :func:`repair_json`, which uses ``json-repair``); :func:`extract_answer`;
+  :func:`parse_verification` for corpus verdicts.
 - :data:`REFINE_TOKEN` - the soft-query-refinement token (VideoSearch-R1's output format), shared
   by :mod:`agent_tools.policies.soft_refine` and the trainer's rewards.
 - Argument coercion: :func:`coerce_seek_arguments`.
@@ -34,7 +34,6 @@ Usage::
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 from dataclasses import dataclass, field
@@ -510,120 +509,45 @@ def coerce_seek_arguments(args: dict[str, Any], duration: Optional[float] = None
 # --------------------------------------------------------------------------- JSON repair
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
-_BARE_WORDS = {
-    "True": "true",
-    "False": "false",
-    "None": "null",
-    "true": "true",
-    "false": "false",
-    "null": "null",
-}
 
 
 def repair_json(text: str) -> Any:
-    """Parse JSON the way a model tends to write it, without extra dependencies.
+    """Parse JSON the way a model tends to write it (``json_repair`` does the repairs).
 
-    Fixes, in order: code fences; text around the outermost object; single-quoted strings;
-    unquoted keys; Python ``True``/``False``/``None``; trailing commas; unclosed strings,
-    objects and arrays at the end.
+    Code fences and the text before the first ``{`` are dropped (a text starting with ``[`` is
+    kept as an array); then ``json.loads``, and on failure :func:`json_repair.loads`, which
+    fixes single-quoted strings, unquoted keys, Python ``True``/``False``/``None``, trailing
+    commas, unclosed strings, objects and arrays, and ignores trailing words. When an object is
+    followed by more JSON (an invented ``<tool_response>``), the first object is the value.
 
     Args:
         text: Candidate JSON text.
 
     Returns:
-        The parsed value.
+        The parsed value (an object or an array).
 
     Raises:
-        ValueError: If the text cannot be repaired into JSON.
+        ValueError: If the text holds no JSON object or array, or cannot be repaired into one.
     """
+    import json_repair
+
     s = _FENCE.sub("", text.strip())
     try:
         return json.loads(s)
     except ValueError:
         pass
     start = s.find("{")
-    if start < 0 and s.startswith("["):
+    if s.startswith("["):
         start = 0
     if start < 0:
         raise ValueError("no JSON object found")
     s = s[start:]
-    fixed = _normalise(s)
     try:
-        return json.loads(fixed)
-    except ValueError:
-        pass
-    try:  # last resort: a Python literal
-        value = ast.literal_eval(s)
-        json.dumps(value)
-        return value
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+        value = json_repair.loads(s)
+    except (ValueError, TypeError, RecursionError) as exc:  # json_repair raises on very broken input
         raise ValueError(str(exc).split("\n")[0] or "unparsable") from None
-
-
-def _normalise(s: str) -> str:
-    """Character-level rewrite of near-JSON into JSON (see :func:`repair_json`)."""
-    out: list[str] = []
-    stack: list[str] = []
-    i, n = 0, len(s)
-    while i < n:
-        c = s[i]
-        if c in "\"'":
-            quote = c
-            j = i + 1
-            buf: list[str] = []
-            while j < n and s[j] != quote:
-                if s[j] == "\\" and j + 1 < n:
-                    nxt = s[j + 1]
-                    if quote == "'" and nxt == "'":
-                        buf.append("'")
-                    else:
-                        buf.append(s[j : j + 2])
-                    j += 2
-                    continue
-                if s[j] == '"' and quote == "'":
-                    buf.append('\\"')
-                elif s[j] == "\n":
-                    buf.append("\\n")
-                else:
-                    buf.append(s[j])
-                j += 1
-            out.append('"' + "".join(buf) + '"')
-            i = j + 1  # past the closing quote (or the end: string closed above)
-            continue
-        if c in "{[":
-            stack.append("}" if c == "{" else "]")
-            out.append(c)
-        elif c in "}]":
-            # drop a trailing comma before a closer
-            while out and out[-1].isspace():
-                out.pop()
-            if out and out[-1] == ",":
-                out.pop()
-            if stack:
-                stack.pop()
-            out.append(c)
-            if not stack:
-                break  # ignore anything after the outermost value
-        elif c.isalpha() or c == "_":
-            j = i
-            while j < n and (s[j].isalnum() or s[j] in "_-"):
-                j += 1
-            word = s[i:j]
-            k = j
-            while k < n and s[k].isspace():
-                k += 1
-            if k < n and s[k] == ":":
-                out.append(json.dumps(word))  # unquoted key
-            else:
-                out.append(_BARE_WORDS.get(word, json.dumps(word)))
-            i = j
-            continue
-        else:
-            out.append(c)
-        i += 1
-    while out and (out[-1].isspace() or out[-1] == ","):
-        out.pop()
-    if out and out[-1] == ":":
-        out.append("null")
-    out.extend(reversed(stack))
-    return "".join(out)
+    if s.startswith("{") and isinstance(value, list) and value and isinstance(value[0], dict):
+        value = value[0]  # more JSON after the object: the first one counts
+    if not isinstance(value, (dict, list)):
+        raise ValueError("no JSON object found")
+    return value

@@ -76,7 +76,8 @@ def contact_sheet(
         r, c = divmod(i, cols)
         x = pad + c * (tile_width + pad)
         y = title_h + pad + r * (tile_h + label_h + pad)
-        sheet.paste(img.convert("RGB").resize((tile_width, tile_h)), (x, y))
+        # downscale first, then convert: a huge frame is never copied at full size
+        sheet.paste(img.resize((tile_width, tile_h), reducing_gap=2.0).convert("RGB"), (x, y))
         label = format_timestamp(float(t))
         if captions:
             label += f"  {captions[i]}"

@@ -10,8 +10,12 @@ the encoder's ``cache_key`` and the rate::
     <cache_dir>/frames/<fp[:2]>/<fp>/<encoder-key>@2fps.json     sidecar: video facts, counts
 
 Writes are atomic (temporary file, fsync, rename) and the sidecar is written last, so a
-crash leaves either a complete entry or none. An exclusive file lock per entry makes
-concurrent processes compute an entry once: the others wait and then read it.
+crash leaves either a complete entry or none. An exclusive file lock per entry
+(:mod:`filelock`: works on Linux, macOS and Windows) makes concurrent processes compute an
+entry once: the others wait and then read it. The sidecar holds a BLAKE2b checksum of each
+array file and of itself; an entry whose bytes do not match (or whose values are not finite / ascending)
+is recomputed with one warning, never served. Temporary files of killed writers are deleted
+when the entry is next written, and a video that fails leaves no empty cache folder behind.
 
 - :func:`fingerprint_file` - sampled content hash of a file (size + 16 spread 64 KiB chunks).
 - :class:`FrameEmbeddings` - timestamps, embeddings, fingerprint, video facts.
@@ -20,7 +24,6 @@ concurrent processes compute an entry once: the others wait and then read it.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
+from filelock import FileLock
 
 from .errors import VideoReadError
 from .types import VideoInfo
@@ -43,7 +47,8 @@ __all__ = ["FrameEmbeddings", "FrameEmbeddingStore", "fingerprint_file", "Progre
 
 log = logging.getLogger(__name__)
 
-STORE_VERSION = 1
+STORE_VERSION = 2
+"""Version 2 adds the ``checksums`` of the array files to the sidecar (version 1 entries are recomputed)."""
 _CHUNK = 64 * 1024
 _NCHUNKS = 16
 
@@ -129,6 +134,34 @@ def _atomic_write(path: Path, write: Callable[[object], None]) -> None:
             tmp.unlink()
 
 
+def _file_digest(path: Path) -> str:
+    """BLAKE2b (128-bit) of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _meta_digest(meta: dict) -> str:
+    """BLAKE2b of a sidecar's other keys (canonical JSON), so a flipped fact is caught too."""
+    body = {k: v for k, v in meta.items() if k != "sidecar_checksum"}
+    return hashlib.blake2b(json.dumps(body, sort_keys=True).encode(), digest_size=16).hexdigest()
+
+
+def _clean_tmp(stem: Path) -> None:
+    """Delete the temporary files killed writers left for one entry (call under its lock)."""
+    try:
+        for p in stem.parent.iterdir():
+            if p.name.startswith(f".{stem.name}") and p.name.endswith(".tmp"):
+                try:
+                    p.unlink()
+                except OSError:
+                    pass
+    except OSError:
+        pass
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -175,6 +208,7 @@ class FrameEmbeddingStore:
         self._memory: OrderedDict[tuple, FrameEmbeddings] = OrderedDict()
         self._memory_items = memory_items
         self._mem_lock = threading.Lock()
+        self._damaged: set[tuple] = set()
 
     # -- paths --------------------------------------------------------------------
     def _stem(self, fingerprint: str) -> Path:
@@ -203,12 +237,28 @@ class FrameEmbeddingStore:
             return None
         try:
             meta = json.loads(side.read_text())
-            emb = np.load(stem.with_suffix(".npy"), mmap_mode="r")
-            ts = np.load(stem.with_name(stem.name + ".ts.npy"))
-            if meta.get("version") != STORE_VERSION or emb.shape != (meta["count"], meta["dim"]) or ts.shape != (meta["count"],):
+            if meta.get("sidecar_checksum") != _meta_digest(meta):
+                raise ValueError("the sidecar does not match its checksum")
+            if meta.get("version") != STORE_VERSION:
+                raise ValueError(f"store version {meta.get('version')}, expected {STORE_VERSION}")
+            emb_path, ts_path = stem.with_suffix(".npy"), stem.with_name(stem.name + ".ts.npy")
+            sums = meta.get("checksums") or {}
+            for p in (emb_path, ts_path):
+                if _file_digest(p) != sums.get(p.name.split("@", 1)[-1]):
+                    raise ValueError(f"checksum mismatch in {p.name}")
+            emb = np.load(emb_path, mmap_mode="r")
+            ts = np.load(ts_path)
+            if emb.shape != (meta["count"], meta["dim"]) or ts.shape != (meta["count"],):
                 raise ValueError("entry does not match its sidecar")
+            if not (np.all(np.isfinite(ts)) and np.all(np.diff(ts) > 0) and np.all(np.isfinite(emb))):
+                raise ValueError("non-finite or unordered values")
         except Exception as exc:  # a damaged entry is recomputed, never trusted
-            log.warning("ignoring damaged cache entry %s (%s)", side, exc)
+            with self._mem_lock:  # one warning per entry, though has() and get() both look
+                first = key not in self._damaged
+                self._damaged.add(key)
+            (log.warning if first else log.debug)(
+                "ignoring damaged cache entry %s (%s); it will be recomputed", side, exc
+            )
             return None
         entry = FrameEmbeddings(
             timestamps=ts,
@@ -246,17 +296,33 @@ class FrameEmbeddingStore:
         stem = self._stem(fp)
         stem.parent.mkdir(parents=True, exist_ok=True)
         lock_path = stem.with_name(stem.name + ".lock")
-        with open(lock_path, "a+") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            try:
+        try:
+            with FileLock(str(lock_path)):
                 entry = self._load(fp)  # another process may have finished it meanwhile
                 if entry is None:
+                    _clean_tmp(stem)  # left by a writer killed mid-entry (we hold the lock)
                     entry = self._compute(path, fp, progress)
                     self._write(stem, entry)
                     self._remember((fp, self.encoder.cache_key, self.sample_fps), entry)
-            finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+        except BaseException:
+            self._drop_empty(stem)
+            raise
         return entry
+
+    def _drop_empty(self, stem: Path) -> None:
+        """After a failed pass: remove the entry's lock file and folders if nothing else is there."""
+        if any(p.suffix in (".json", ".npy") for p in stem.parent.glob("*")):
+            return
+        for p in stem.parent.glob("*.lock"):
+            try:
+                p.unlink()
+            except OSError:
+                pass
+        for folder in (stem.parent, stem.parent.parent):
+            try:
+                folder.rmdir()
+            except OSError:
+                return
 
     # -- computing ----------------------------------------------------------------
     def _compute(self, path: Path, fp: str, progress: Optional[ProgressFn]) -> FrameEmbeddings:
@@ -361,6 +427,10 @@ class FrameEmbeddingStore:
         _atomic_write(stem.with_name(stem.name + ".ts.npy"), lambda f: np.save(f, entry.timestamps))
         meta = {
             "version": STORE_VERSION,
+            "checksums": {
+                p.name.split("@", 1)[-1]: _file_digest(p)
+                for p in (stem.with_suffix(".npy"), stem.with_name(stem.name + ".ts.npy"))
+            },
             "count": len(entry),
             "dim": int(entry.embeddings.shape[1]),
             "encoder": self.encoder.name,
@@ -370,5 +440,6 @@ class FrameEmbeddingStore:
             "video": entry.info.model_dump(),
             "created": time.time(),
         }
+        meta["sidecar_checksum"] = _meta_digest(meta)
         _atomic_write(stem.with_suffix(".json"), lambda f: f.write(json.dumps(meta, indent=1).encode()))
         _fsync_dir(stem.parent)

@@ -53,7 +53,7 @@ _EPS = 1e-6
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 
 
-def embed_query(encoder, query: Query, text_cache: Optional[OrderedDict] = None) -> tuple[Optional[np.ndarray], QueryKind, Optional[str]]:
+def embed_query(encoder, query: Query, text_cache: Optional[OrderedDict] = None, max_chars: Optional[int] = None) -> tuple[Optional[np.ndarray], QueryKind, Optional[str]]:
     """Turn a query into ``(unit vector or None, kind, label)``.
 
     Args:
@@ -70,6 +70,12 @@ def embed_query(encoder, query: Query, text_cache: Optional[OrderedDict] = None)
         text = query.strip()
         if not text:
             return None, "none", None
+        if max_chars is not None and len(text) > max_chars:
+            raise InvalidArgumentError(
+                f"the query is {len(text)} characters long; the limit is {max_chars} "
+                f"(starts {text[:40]!r}...). Describe what to find in a sentence or two, or raise "
+                "VIDEOSEEK_MAX_QUERY_CHARS"
+            )
         if text_cache is not None and text in text_cache:
             text_cache.move_to_end(text)
             return text_cache[text], "text", text
@@ -81,6 +87,12 @@ def embed_query(encoder, query: Query, text_cache: Optional[OrderedDict] = None)
         return vec, "text", text
     if isinstance(query, os.PathLike):
         path = Path(query)
+        if path.exists() and not path.is_file():
+            kind = "a folder" if path.is_dir() else "not a regular file (a device, FIFO or socket)"
+            raise InvalidArgumentError(
+                f"image query {str(path)!r} is {kind}; valid: an image file ending in "
+                f"{', '.join(sorted(_IMAGE_SUFFIXES))}"
+            )
         if not path.is_file() or path.suffix.lower() not in _IMAGE_SUFFIXES:
             raise InvalidArgumentError(
                 f"image query {str(path)!r} is not an image file; valid: an existing file ending in "
@@ -215,11 +227,13 @@ class TemporalSearcher:
             InvalidArgumentError: ``num_frames`` or the query is invalid.
         """
         k = self._num_frames(num_frames)
+        if not self.store.has(video):  # a bad window fails now, not after minutes of embedding
+            self._window(start_time, end_time, self.info(video).duration)
         entry = self.store.get(video, progress=progress)
         duration = entry.info.duration
         start, end = self._window(start_time, end_time, duration)
         with self._lock:  # the text cache is shared by concurrent callers (MCP, graphs)
-            qvec, kind, label = embed_query(self.encoder, query, self._text_cache)
+            qvec, kind, label = embed_query(self.encoder, query, self._text_cache, max_chars=getattr(self.settings, "max_query_chars", None))
 
         ts = entry.timestamps
         lo = int(np.searchsorted(ts, start - _EPS, side="left"))

@@ -10,6 +10,8 @@ graph state and the CLI's JSON are the same object:
 - :class:`Moment` / :class:`MomentSearchResult` - the answer of a corpus search.
 - :class:`VideoRecord` / :class:`IndexStatus` / :class:`BuildReport` - the corpus index's catalog
   row, its summary, and the outcome of one ``videoseek index`` run.
+- :class:`TranscriptWord` / :class:`TranscriptSegment` / :class:`Transcript` - what is said in one
+  video, with segment and word times (from ASR or from subtitles).
 
 Timestamps are seconds from the start of the video, as floats.
 """
@@ -31,9 +33,15 @@ __all__ = [
     "VideoRecord",
     "IndexStatus",
     "BuildReport",
+    "MomentSource",
+    "SpeechBuildReport",
+    "TranscriptWord",
+    "TranscriptSegment",
+    "Transcript",
 ]
 
 QueryKind = Literal["text", "image", "vector", "none"]
+MomentSource = Literal["visual", "speech", "both"]
 
 
 class VideoInfo(BaseModel):
@@ -107,6 +115,10 @@ class Moment(BaseModel):
     score: float = Field(description="Similarity of the moment to the query (higher is better).")
     video_score: Optional[float] = Field(None, description="Score of the video in the retrieval step.")
     peak_time: Optional[float] = Field(None, description="Time of the best-matching frame.")
+    source: MomentSource = Field(
+        "visual", description="What matched: the frames ('visual'), what is said ('speech'), or both."
+    )
+    text: Optional[str] = Field(None, description="The transcript span quoted, for speech moments.")
 
 
 class MomentSearchResult(BaseModel):
@@ -161,6 +173,19 @@ class IndexStatus(BaseModel):
     failed: list[VideoRecord] = Field(default_factory=list, description="Failed videos with their reasons.")
 
 
+class SpeechBuildReport(BaseModel):
+    """Outcome of the speech pass of one ``videoseek index`` run."""
+
+    transcribed: list[str] = Field(default_factory=list, description="Video ids transcribed (or subtitles read).")
+    unchanged: int = 0
+    without_audio: list[str] = Field(default_factory=list, description="Video ids with no audio stream.")
+    removed: int = Field(0, description="Videos dropped because the catalog no longer lists them.")
+    failed: dict[str, str] = Field(default_factory=dict, description="Video id -> why its audio failed.")
+    num_passages: int = Field(0, description="Sentences indexed in this run.")
+    seconds_audio: float = Field(0.0, description="Seconds of audio transcribed in this run.")
+    seconds: float = 0.0
+
+
 class BuildReport(BaseModel):
     """Outcome of one incremental build (``CorpusIndex.update``)."""
 
@@ -174,3 +199,40 @@ class BuildReport(BaseModel):
     num_vectors: int = Field(0, description="Vectors in the index after the run.")
     main_kind: Optional[str] = None
     rebuilt: bool = Field(False, description="True if the main FAISS index was (re)built from scratch.")
+    speech: Optional[SpeechBuildReport] = Field(None, description="The speech pass, when it ran.")
+
+
+class TranscriptWord(BaseModel):
+    """One recognised word with its time span."""
+
+    word: str
+    start: float = Field(description="Seconds from the start of the video.")
+    end: float
+    probability: Optional[float] = Field(None, description="ASR confidence in [0, 1], when known.")
+
+
+class TranscriptSegment(BaseModel):
+    """One sentence-like span of speech."""
+
+    start: float = Field(description="Seconds from the start of the video.")
+    end: float
+    text: str
+    words: list[TranscriptWord] = Field(default_factory=list, description="Word times (empty for subtitles).")
+
+
+class Transcript(BaseModel):
+    """What is said in one video, in time order."""
+
+    path: str = Field(description="Path of the video file.")
+    fingerprint: Optional[str] = Field(None, description="Content fingerprint of the video file.")
+    source: Literal["asr", "subtitles", "embedded-subtitles", "none"] = Field(
+        description="Where the text came from; 'none' for a video without an audio stream."
+    )
+    model: Optional[str] = Field(None, description="ASR model name, or the subtitle file / stream used.")
+    language: Optional[str] = None
+    duration: Optional[float] = Field(None, description="Seconds of audio transcribed.")
+    segments: list[TranscriptSegment] = Field(default_factory=list)
+
+    def text_between(self, start: float, end: float) -> str:
+        """The text of the segments overlapping ``[start, end]``, joined by spaces."""
+        return " ".join(s.text for s in self.segments if s.end >= start and s.start <= end).strip()

@@ -54,13 +54,16 @@ def synthetic_video(name: str, seconds: float, fps: float = 25, size=(320, 240),
     t0 = time.perf_counter()
     if shutil.which("ffmpeg"):
         w, h = size
-        subprocess.run(
+        res = subprocess.run(
             [
                 "ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={w}x{h}:rate={fps}:duration={seconds}",
                 "-c:v", "libx264", "-preset", "veryfast", "-g", str(int(fps * gop_seconds)), "-pix_fmt", "yuv420p", str(path),
             ],
-            check=True,
+            capture_output=True,
+            text=True,
         )
+        if res.returncode != 0:
+            raise RuntimeError(f"ffmpeg could not make {path.name} (rc {res.returncode}): {res.stderr.strip()[-2000:]}")
     else:
         from agent_tools.synthetic import write_indexed_video
 

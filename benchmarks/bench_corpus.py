@@ -105,7 +105,9 @@ def _open_in_subprocess(idx_dir: Path, dim: int, read_only: bool, query: np.ndar
         "print(json.dumps({'open_s': t1 - t, 'first_query_s': time.perf_counter() - t1,"
         " 'rss_added_bytes': p.memory_info().rss - r0, 'rss_bytes': p.memory_info().rss}))\n"
     ) % (str(Path(__file__).resolve().parent), str(idx_dir), dim, read_only, query.tolist())
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if res.returncode != 0:  # the child's own error, not the (query-sized) command line
+        raise RuntimeError(f"opening the index in a subprocess failed (rc {res.returncode}):\n{res.stderr[-4000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 

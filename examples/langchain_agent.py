@@ -1,16 +1,27 @@
 """A LangChain tool-calling agent that uses videoseek's tools.
 
-The tools are ordinary LangChain tools (``response_format="content_and_artifact"``): the
-model receives each frame as an image block after its timestamp text, and your code gets
-the typed :class:`~agent_tools.types.FrameSelection` as ``ToolMessage.artifact``. Any chat
-model with tool calling works (``ChatOpenAI``, ``ChatAnthropic``, a ``vllm serve`` endpoint
-through ``ChatOpenAI(base_url=...)``, or ``langchain.agents.create_agent``); the loop here is
-the plain LangGraph ``ToolNode`` + ``tools_condition`` pattern.
+The tools are ordinary LangChain tools (``response_format="content_and_artifact"``): each
+frame comes as an image block after its timestamp text, and your code gets the typed
+:class:`~agent_tools.types.FrameSelection` as ``ToolMessage.artifact``. The loop is the plain
+LangGraph ``ToolNode`` + ``tools_condition`` pattern with native tool calling (``bind_tools``).
 
-So that it runs on CPU with no network, the default model is a scripted fake that calls
-``preview_video`` then ``seek_video_frames`` and then answers::
+OpenAI's chat completions API (and vLLM, and most OpenAI-compatible servers) accept only text
+in ``tool`` messages, so the model is wrapped with
+:func:`~agent_tools.langchain_tools.with_tool_images_as_user`: each tool message is sent as its
+text (timestamps) and the frames follow in one user message. The graph state keeps the tools'
+own messages.
+
+Runs on CPU with no network by default (a scripted fake model that calls ``preview_video``, then
+``seek_video_frames``, then answers). With ``langchain-openai`` installed::
 
     python examples/langchain_agent.py
+    OPENAI_API_KEY=... python examples/langchain_agent.py --video clip.mp4 --model gpt-4o-mini
+    python examples/langchain_agent.py --video clip.mp4 --model Qwen/Qwen2.5-VL-7B-Instruct \
+        --base-url http://localhost:8000/v1    # vllm serve with --enable-auto-tool-choice
+
+(vLLM needs ``--enable-auto-tool-choice`` and a ``--tool-call-parser`` matching the model for
+native tool calls; an RL-trained videoseek checkpoint speaks the text protocol instead: use
+``examples/langgraph_app.py --policy URL``.)
 """
 
 from __future__ import annotations
@@ -29,7 +40,7 @@ from typing_extensions import TypedDict
 
 from agent_tools.config import get_settings
 from agent_tools.encoders import load_encoder
-from agent_tools.langchain_tools import make_preview_tool, make_seek_tool
+from agent_tools.langchain_tools import make_preview_tool, make_seek_tool, with_tool_images_as_user
 from agent_tools.synthetic import write_indexed_video
 from agent_tools.temporal import TemporalSearcher
 
@@ -71,13 +82,27 @@ def scripted_model(video: str) -> GenericFakeChatModel:
     )
 
 
-def build_agent(model, tools) -> StateGraph:
-    """The standard tool-calling loop: model -> tools -> model ... until no tool call."""
-    bound = (
-        model.bind_tools(tools)
-        if hasattr(model, "bind_tools") and not isinstance(model, GenericFakeChatModel)
-        else model
-    )
+def chat_model(name: str, base_url: Optional[str] = None):
+    """``ChatOpenAI`` for an OpenAI model, or any OpenAI-compatible server (``vllm serve``)."""
+    from langchain_openai import ChatOpenAI  # pip install langchain-openai
+
+    kwargs = {"base_url": base_url, "api_key": "EMPTY"} if base_url else {}
+    return ChatOpenAI(model=name, temperature=0, max_retries=4, **kwargs)
+
+
+def build_agent(model, tools, *, images_as_user: bool = True) -> StateGraph:
+    """The standard tool-calling loop: model -> tools -> model ... until no tool call.
+
+    Args:
+        model: A chat model; its tools are bound with ``bind_tools`` when it has them (the
+            scripted fake already knows its calls).
+        tools: The videoseek tools.
+        images_as_user: Send tool images in a following user message (what chat-completions
+            APIs accept); False sends them inside the tool messages (Anthropic, Gemini accept that).
+    """
+    bound = model if isinstance(model, GenericFakeChatModel) else model.bind_tools(tools)
+    if images_as_user:
+        bound = with_tool_images_as_user(bound)
     g = StateGraph(State)
     g.add_node("agent", lambda s: {"messages": [bound.invoke(s["messages"])]})
     g.add_node("tools", ToolNode(tools))
@@ -92,6 +117,8 @@ def main(argv: Optional[list[str]] = None) -> list:
     parser.add_argument("--video", help="Video file (default: a synthetic 10 s clip).")
     parser.add_argument("--encoder", default="tiny-untrained")
     parser.add_argument("--workdir", help="Where the video and cache go (default: a temp dir).")
+    parser.add_argument("--model", help="Chat model name for ChatOpenAI (default: the scripted fake).")
+    parser.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://localhost:8000/v1 (vLLM).")
     args = parser.parse_args(argv)
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="videoseek-agent-"))
@@ -101,7 +128,8 @@ def main(argv: Optional[list[str]] = None) -> list:
     searcher = TemporalSearcher(load_encoder(settings.encoder, device="cpu"), settings=settings)
     tools = [make_preview_tool(searcher), make_seek_tool(searcher)]
 
-    agent = build_agent(scripted_model(video), tools).compile()
+    model = chat_model(args.model, args.base_url) if args.model else scripted_model(video)
+    agent = build_agent(model, tools).compile()
     out = agent.invoke({"messages": [HumanMessage(content=f"What happens in {video}?")]})
     for m in out["messages"]:
         if isinstance(m, ToolMessage):

@@ -8,10 +8,18 @@ holds frame references, never pixels), streams every step, inner ones included, 
 inspected or resumed by thread id afterwards.
 
 Runs on CPU with no downloads: a synthetic video, the untrained ``tiny-untrained`` encoder
-and, by default, a scripted policy (or pass ``--policy DIR|URL`` for a real one)::
+and, by default, a scripted policy. Real policies:
+
+- ``--policy DIR|ORG/NAME|URL`` - a trained checkpoint folder, a Hugging Face hub id (a base VLM
+  without ``videoseek_policy.json`` runs untuned, with a warning), or an OpenAI-compatible URL
+  such as ``vllm serve runs/ckpt`` (text protocol, retried on 429/5xx);
+- ``--chat-model NAME [--base-url URL]`` - a hosted chat model through ``ChatOpenAI`` with native
+  tool calling (``LangChainPolicy(..., tool_calling="native")``; needs ``langchain-openai``)::
 
     python examples/langgraph_app.py
     python examples/langgraph_app.py --video my.mp4 --question "What is on the table?" --policy runs/ckpt
+    python examples/langgraph_app.py --video my.mp4 --policy http://localhost:8000/v1
+    OPENAI_API_KEY=... python examples/langgraph_app.py --video my.mp4 --chat-model gpt-4o-mini
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from typing_extensions import TypedDict
 from agent_tools.config import get_settings
 from agent_tools.encoders import load_encoder
 from agent_tools.graphs import build_temporal_graph
-from agent_tools.policies import ScriptedPolicy, load_policy
+from agent_tools.policies import LangChainPolicy, ScriptedPolicy, load_policy
 from agent_tools.synthetic import write_indexed_video
 from agent_tools.temporal import TemporalSearcher
 
@@ -57,6 +65,19 @@ def scripted_policy() -> ScriptedPolicy:
             "<think>The frames show the square.</think><answer>a square moving to the right</answer>",
         ]
     )
+
+
+def make_policy(source: Optional[str], chat_model: Optional[str] = None, base_url: Optional[str] = None):
+    """The policy the flags ask for: a checkpoint / hub id / URL, a hosted chat model, or the script."""
+    if source and chat_model:
+        raise SystemExit("give --policy or --chat-model, not both")
+    if chat_model:
+        from langchain_openai import ChatOpenAI  # pip install langchain-openai
+
+        kwargs = {"base_url": base_url, "api_key": "EMPTY"} if base_url else {}
+        model = ChatOpenAI(model=chat_model, temperature=0, max_retries=4, **kwargs)
+        return LangChainPolicy(model, tool_calling="native")
+    return load_policy(source) if source else scripted_policy()
 
 
 def build_app(policy, searcher, max_turns: int = 8) -> StateGraph:
@@ -87,7 +108,11 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--video", help="Video file (default: a synthetic 12 s clip).")
     parser.add_argument("--question", default="What moves across the screen?")
-    parser.add_argument("--policy", help="Policy directory or OpenAI-compatible URL (default: scripted).")
+    parser.add_argument(
+        "--policy", help="Policy directory, hub id or OpenAI-compatible URL (default: scripted)."
+    )
+    parser.add_argument("--chat-model", help="Hosted chat model via ChatOpenAI, native tool calling.")
+    parser.add_argument("--base-url", help="With --chat-model: an OpenAI-compatible server URL.")
     parser.add_argument(
         "--encoder", default="tiny-untrained", help="Encoder name (default: the untrained test one)."
     )
@@ -99,7 +124,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     video = args.video or str(write_indexed_video(work / "clip.mp4", duration=12, fps=10))
     settings = get_settings(encoder=args.encoder, cache_dir=work / "cache", device="cpu")
     searcher = TemporalSearcher(load_encoder(settings.encoder, device="cpu"), settings=settings)
-    policy = load_policy(args.policy) if args.policy else scripted_policy()
+    policy = make_policy(args.policy, args.chat_model, args.base_url)
 
     config = {"configurable": {"thread_id": "demo"}}
     with SqliteSaver.from_conn_string(str(work / "checkpoints.sqlite")) as saver:

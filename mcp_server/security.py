@@ -149,9 +149,14 @@ class MediaResolver:
                 continue
             if resolved.is_file():
                 return resolved
-            if resolved.exists():
+            if resolved.is_dir():
                 raise UnknownVideoError(
                     f"video {ref!r} is a folder, not a video file. Valid: {self.describe()}"
+                )
+            if resolved.exists():
+                raise UnknownVideoError(
+                    f"video {ref!r} is not a regular file (a device, FIFO or socket), so it cannot be "
+                    f"a video. Valid: {self.describe()}"
                 )
         if outside is not None:
             logger.warning("refused video path %r: resolves outside the media roots", ref)

@@ -120,3 +120,75 @@ def test_uniform_indices():
     assert uniform_indices(10, 3) == [0, 4, 9] or uniform_indices(10, 3) == [0, 5, 9]
     assert uniform_indices(3, 8) == [0, 1, 2]
     assert uniform_indices(0, 8) == []
+
+
+# --- selection quality: low-relevance unique frames versus zero-relevance ones (issue 10, item 5) ---
+
+
+def _chen_greedy(kernel: np.ndarray, k: int, epsilon: float = 1e-10) -> list[int]:
+    """Oracle: the fast greedy MAP of Chen et al. as laming-chen/fast-map-dpp ``dpp.py`` ``dpp``
+    states it (absolute floor ``epsilon=1e-10`` on the best marginal gain, no other stop), re-derived
+    here from the algorithm; TimeSearch-R's ``time_r1/utils/key_frame_selector_v2.py``
+    ``DppTimeSelector`` runs the same recursion on ``L = diag(r)·(E Eᵀ)·diag(r)`` with no stop."""
+    n = kernel.shape[0]
+    c = np.zeros((k, n))
+    gains = np.diag(kernel).astype(np.float64).copy()
+    picked = [int(np.argmax(gains))]
+    while len(picked) < k:
+        j, m = picked[-1], len(picked) - 1
+        e = (kernel[j] - c[:m, j] @ c[:m]) / np.sqrt(gains[j])
+        c[m] = e
+        gains = gains - e**2
+        gains[picked] = -np.inf
+        nxt = int(np.argmax(gains))
+        if gains[nxt] < epsilon:
+            break
+        picked.append(nxt)
+    return picked
+
+
+def test_issue_repro_unique_low_relevance_frames_beat_zero_relevance():
+    # Issue 10's repro: identity embeddings (every frame unique), relevance 1, .9, .005, .004, .003, 0.
+    e = np.eye(6)
+    r = np.array([1.0, 0.9, 0.005, 0.004, 0.003, 0.0])
+    kernel = r[:, None] * (e @ e.T) * r[None, :]
+    # Chen's greedy (and TimeSearch-R's selector, which never stops early) and the brute-force
+    # log-det greedy all take the four frames of positive relevance in relevance order.
+    assert sorted(_chen_greedy(kernel, 4)) == [0, 1, 2, 3]
+    assert _naive_greedy(e, r, 4) == [0, 1, 2, 3]
+    assert greedy_map_dpp(e, r, 4) == [0, 1, 2, 3]
+    # k = 5 still leaves the zero-relevance frame out; only k = 6 takes it (fill phase).
+    assert greedy_map_dpp(e, r, 5) == [0, 1, 2, 3, 4]
+    assert greedy_map_dpp(e, r, 6) == [0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_never_a_zero_relevance_frame_while_a_distinct_positive_one_is_left(seed):
+    rng = np.random.default_rng(100 + seed)
+    n, d, k = 12, 16, 8
+    e = _unit(rng, n, d)
+    r = np.zeros(n)
+    pos = rng.choice(n, size=k, replace=False)
+    r[pos] = np.concatenate([[1.0], rng.uniform(1e-4, 1e-2, size=k - 1)])  # mostly tiny relevance
+    picks = greedy_map_dpp(e, r, k)
+    assert set(picks) == set(pos.tolist())
+    kernel = r[:, None] * (e @ e.T) * r[None, :]
+    assert sorted(_chen_greedy(kernel, k)) == picks
+
+
+def test_fill_takes_relevance_before_time():
+    # frames 0..3 identical (gain vanishes after the first); relevance decides the fill, then time
+    e = np.tile([[1.0, 0.0]], (4, 1))
+    r = np.array([1.0, 0.2, 0.9, 0.2])
+    assert greedy_map_dpp(e, r, 2, times=np.array([0.0, 100.0, 1.0, 50.0])) == [0, 2]
+    # equal relevance (0.2, 0.2): the one farther in time from frame 0 goes first
+    assert greedy_map_dpp(e, r, 3, times=np.array([0.0, 100.0, 1.0, 50.0])) == [0, 1, 2]
+
+
+def test_legacy_settings_reproduce_the_issue():
+    # eps=1e-4 with the time-first fill is the pre-issue behaviour the evaluation can still show
+    e = np.eye(6)
+    r = np.array([1.0, 0.9, 0.005, 0.004, 0.003, 0.0])
+    assert greedy_map_dpp(e, r, 4, eps=1e-4, fill="time") == [0, 1, 3, 5]
+    with pytest.raises(ValueError, match="fill"):
+        greedy_map_dpp(e, r, 4, fill="nope")

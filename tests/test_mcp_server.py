@@ -41,7 +41,10 @@ from agent_tools.types import FrameSelection, MomentSearchResult, VideoInfo, Vid
 from mcp_server.server import build_server
 
 FPS = 10.0
-TOOLS = {"seek_video_frames", "preview_video", "video_info", "list_videos", "search_moments"}
+TOOLS = {
+    "seek_video_frames", "preview_video", "video_info", "list_videos", "search_moments",
+    "search_transcript", "get_transcript",
+}
 
 
 @pytest.fixture
@@ -182,7 +185,7 @@ BAD_INPUTS: list[tuple[str, dict, str]] = [
     ("seek_video_frames", {"video": "file:///etc/passwd", "query": "x"}, "scheme 'file'"),
     ("seek_video_frames", {"video": "sub", "query": "x"}, "folder"),
     ("seek_video_frames", {"video": "", "query": "x"}, "non-empty"),
-    ("seek_video_frames", {"video": "clip.mp4"}, "query\n  Field required"),
+    ("seek_video_frames", {"video": "clip.mp4"}, "query is required"),
     ("seek_video_frames", {"video": 123, "query": "x"}, "valid string"),
     ("seek_video_frames", {"video": "clip.mp4", "query": None}, "valid string"),
     (
@@ -214,6 +217,16 @@ BAD_INPUTS: list[tuple[str, dict, str]] = [
         "less than or equal to 8",
     ),
     ("seek_video_frames", {"video": "clip.mp4", "query": "x", "num_frames": 2.5}, "valid integer"),
+    # issue 13 item 9: strict like the library - a JSON true or the string "8" is not a count
+    ("seek_video_frames", {"video": "clip.mp4", "query": "x", "num_frames": True}, "num_frames = True"),
+    ("seek_video_frames", {"video": "clip.mp4", "query": "x", "num_frames": "8"}, "num_frames = '8'"),
+    ("seek_video_frames", {"video": "clip.mp4", "query": "x", "start_time": True}, "start_time = True"),
+    ("preview_video", {"video": "clip.mp4", "num_frames": "8"}, "valid integer"),
+    ("search_moments", {"query": "a dog", "top_k": True}, "top_k = True"),
+    ("list_videos", {"limit": "5"}, "limit = '5'"),
+    # issue 13 item 4: bounded query, echoed only in part
+    ("seek_video_frames", {"video": "clip.mp4", "query": "q" * 1_000_000}, "VIDEOSEEK_MAX_QUERY_CHARS"),
+    ("search_moments", {"query": "q" * 1_000_000}, "1000000 characters long"),
     ("seek_video_frames", {"video": "corrupt.mp4", "query": "x"}, "cannot read video"),
     ("seek_video_frames", {"video": "empty.mp4", "query": "x"}, "empty"),
     # A text file: the decoders' message differs (see the report on decord's raw RuntimeError),
@@ -225,7 +238,7 @@ BAD_INPUTS: list[tuple[str, dict, str]] = [
     ("preview_video", {"video": "escape.mp4"}, "outside the allowed media roots"),
     ("video_info", {"video": "corrupt.mp4"}, "cannot read video"),
     ("video_info", {"video": "  "}, "non-empty"),
-    ("video_info", {}, "video\n  Field required"),
+    ("video_info", {}, "video is required"),
     ("search_moments", {"query": "a dog"}, "videoseek index"),
     ("search_moments", {"query": ""}, "query must describe"),
     ("search_moments", {"query": "   "}, "a non-empty string"),
@@ -325,7 +338,7 @@ async def test_resources_listed(server):
         status = json.loads((await client.read_resource("videoseek://index/status")).contents[0].text)
         videos = json.loads((await client.read_resource("videoseek://videos")).contents[0].text)
     assert uris == {"videoseek://videos", "videoseek://index/status"}
-    assert templates == {"videoseek://videos/{video_id}"}
+    assert templates == {"videoseek://videos/{video_id}", "videoseek://videos/{video_id}/transcript"}
     assert status["available"] is False and "videoseek index" in status["message"]
     assert status["encoder"] == "tiny-untrained" and status["encoder_trained"] is False
     assert videos == {"available": False, "message": status["message"], "videos": []}
@@ -485,7 +498,10 @@ async def test_bad_input(server, media, tool, args, expected):
     _, root = media
     async with Client(server) as client:
         result = await client.call_tool(tool, fill(args, root))
-    assert expected in error_text(result)
+    text = error_text(result)
+    assert expected in text
+    assert "pydantic.dev" not in text and "input_type=" not in text  # one readable sentence
+    assert len(text) < 2000  # never the whole (1 MB) query echoed back
 
 
 @pytest.mark.anyio

@@ -76,7 +76,8 @@ def server_env(base: Path, root: Path, extra: dict[str, str] | None = None) -> d
 def desktop_params(base: Path, root: Path) -> StdioServerParameters:
     """The example Claude Desktop entry, with its placeholders filled for this test."""
     entry = json.loads(CONFIG.read_text())["mcpServers"]["videoseek"]
-    assert entry["command"].endswith("/.venv/bin/videoseek-mcp")
+    # the pip-installed console script, wherever it is installed; never a path into a Makefile venv
+    assert entry["command"].endswith("/videoseek-mcp") and ".venv" not in entry["command"]
     env = dict(entry["env"])
     assert all(k.startswith("VIDEOSEEK_") or k == "HF_HUB_OFFLINE" for k in env)
     env.update(server_env(base, root))  # roots, caches, and the test encoder instead of siglip-b16

@@ -141,3 +141,41 @@ def test_haystack_dataset_average_skips_empty():
     assert out["f1"] != pytest.approx(1 / 7)
     empty = haystack_temporal_prf_dataset([[]], [[1.0]])
     assert empty == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "num_scored": 0, "num_skipped": 1}
+
+
+# --- the official TVR rule (jayleicn/TVRetrieval standalone_eval/eval.py, eval_by_task_type) ---
+
+from agent_tools.metrics import tvr_recall_at_k  # noqa: E402
+
+
+def test_tvr_didemo_four_windows_need_two_matches():
+    # DiDeMo: four annotators' windows (5-second segments). eval_by_task_type, len(ts) >= 4:
+    # least_n_overlap = 2, i.e. a prediction counts only when its IoU >= thd with two windows.
+    gt = [("d1", [(0, 5), (0, 5), (10, 15), (20, 25)])]
+    # (0,5): IoU 1 with the first two windows -> 2 matches -> hit at every threshold
+    assert tvr_recall_at_k([[("d1", 0, 5)]], gt, ks=(1,)) == {
+        "R@1,IoU=0.3": 1.0, "R@1,IoU=0.5": 1.0, "R@1,IoU=0.7": 1.0}
+    # (20,25): IoU 1 with one window only -> miss, although the lenient best-window rule says hit
+    assert tvr_recall_at_k([[("d1", 20, 25)]], gt, ks=(1,)) == {
+        "R@1,IoU=0.3": 0.0, "R@1,IoU=0.5": 0.0, "R@1,IoU=0.7": 0.0}
+    assert vcmr_recall_at_k([[("d1", 20, 25)]], gt, ks=(1,))["R@1,IoU=0.7"] == 1.0
+    # (0,10): IoU 0.5 with (0,5) twice -> two matches at 0.3 and 0.5 (>=), none at 0.7
+    assert tvr_recall_at_k([[("d1", 0, 10)]], gt, ks=(1,)) == {
+        "R@1,IoU=0.3": 1.0, "R@1,IoU=0.5": 1.0, "R@1,IoU=0.7": 0.0}
+    # wrong video never counts; the right one at rank 2 counts for R@2 only
+    r = tvr_recall_at_k([[("d9", 0, 5), ("d1", 0, 5)]], gt, ks=(1, 2), ious=(0.5,))
+    assert r == {"R@1,IoU=0.5": 0.0, "R@2,IoU=0.5": 1.0}
+
+
+def test_tvr_float32_threshold_and_tasks():
+    # IoU computed in float32 against a float32 threshold: (0.3, 1.0) vs (0, 1.0) gives
+    # float32(0.7) / float32(1.0) which equals float32(0.7) -> a hit at IoU=0.7 (>=)
+    assert tvr_recall_at_k([[("v", 0.3, 1.0)]], [("v", (0.0, 1.0))], ks=(1,), ious=(0.7,)) == {"R@1,IoU=0.7": 1.0}
+    preds = [[("v2", 0, 10), ("v1", 10, 20), ("v1", 0, 3)]]
+    gt = [("v1", (10, 20))]
+    # SVMR drops other videos first, so (10,20) is rank 1; VCMR keeps them, so it is rank 2
+    assert tvr_recall_at_k(preds, gt, task="SVMR", ks=(1,), ious=(0.5,)) == {"R@1,IoU=0.5": 1.0}
+    assert tvr_recall_at_k(preds, gt, task="VCMR", ks=(1,), ious=(0.5,)) == {"R@1,IoU=0.5": 0.0}
+    assert tvr_recall_at_k(preds, gt, task="VR", ks=(1, 2)) == {"R@1": 0.0, "R@2": 1.0}
+    with pytest.raises(InvalidArgumentError, match="task"):
+        tvr_recall_at_k(preds, gt, task="XX")

@@ -286,7 +286,7 @@ def test_openai_policy_sends_frames_as_data_urls_built_at_request_time():
 
     s = FakeSearcher()
     client = httpx.Client(transport=httpx.MockTransport(handler))
-    policy = OpenAIPolicy("http://vllm:8000/v1/", client=client, max_side=96)
+    policy = OpenAIPolicy("http://vllm:8000/v1/", http_client=client, max_side=96)
     convo = conversation()
     gen = policy.generate_details(convo, max_new_tokens=42, frames=s.frames)
     assert gen.text == "<think>ok</think><answer>red</answer>"
@@ -306,19 +306,91 @@ def test_openai_policy_sends_frames_as_data_urls_built_at_request_time():
 
 
 def test_openai_policy_reports_unreachable_and_failing_servers():
+    calls = []
+
     def fail(request):
+        calls.append(request)
         raise httpx.ConnectError("refused")
 
-    p = OpenAIPolicy("http://nowhere/v1", model="m", client=httpx.Client(transport=httpx.MockTransport(fail)))
-    with pytest.raises(PolicyLoadError, match="cannot reach the policy server"):
-        p.generate([{"role": "user", "content": "hi"}])
-    q = OpenAIPolicy(
-        "http://x/v1",
+    p = OpenAIPolicy(
+        "http://nowhere/v1",
         model="m",
-        client=httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(500, text="boom"))),
+        max_retries=1,
+        http_client=httpx.Client(transport=httpx.MockTransport(fail)),
     )
-    with pytest.raises(PolicyLoadError, match="answered 500"):
-        q.generate([{"role": "user", "content": "hi"}])
+    with pytest.raises(
+        PolicyLoadError, match="cannot reach the policy server at http://nowhere/v1/chat/completions"
+    ):
+        p.generate([{"role": "user", "content": "hi"}])
+    assert len(calls) == 2  # one retry
+    with pytest.raises(InvalidArgumentError, match="max_retries must be an integer >= 0"):
+        OpenAIPolicy("http://x/v1", max_retries=-1)
+
+
+def _counting(responses):
+    """A mock transport answering chat requests from ``responses`` (status, json) in order, counting them."""
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        status, payload = responses[min(len(seen) - 1, len(responses) - 1)]
+        headers = {"retry-after-ms": "5"} if status >= 400 else {}
+        return httpx.Response(status, json=payload, headers=headers)
+
+    return seen, httpx.Client(transport=httpx.MockTransport(handler))
+
+
+def _completion(text):
+    return {"choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
+
+
+def test_openai_policy_retries_a_429_with_backoff_and_the_rollout_succeeds():
+    """Issue 8: a 429 used to kill a rollout; the SDK now retries it (Retry-After honoured)."""
+    from agent_tools.graphs import build_temporal_graph
+
+    limited = (429, {"error": {"message": "rate limited", "type": "rate_limit"}})
+    seek_call_text = (
+        '<think>look</think><tool_call>{"name": "seek_video_frames", '
+        '"arguments": {"query": "car", "num_frames": 2}}</tool_call>'
+    )
+    seen, client = _counting(
+        [
+            limited,
+            (200, _completion(seek_call_text)),
+            limited,
+            (200, _completion("<think>seen</think><answer>red</answer>")),
+        ]
+    )
+    policy = OpenAIPolicy("http://vllm:8000/v1", model="m", http_client=client, max_side=32)
+    s = FakeSearcher()
+    out = (
+        build_temporal_graph(policy, s, preview_frames=1)
+        .compile()
+        .invoke({"question": "colour?", "video": "v.mp4"})
+    )
+    assert out["answer"] == "red" and out["status"] == "answered"
+    assert s.seeks[0]["query"] == "car" and s.seeks[0]["num_frames"] == 2
+    assert len(seen) == 4 and all(r.url.path == "/v1/chat/completions" for r in seen)
+    assert seen[0].content == seen[1].content  # the rate-limited request was sent again, unchanged
+    assert json.loads(seen[2].content)["messages"][2]["content"] == seek_call_text
+
+
+def test_openai_policy_gives_up_on_a_persistent_500_with_an_error_naming_the_endpoint():
+    seen, client = _counting([(500, {"error": {"message": "boom"}})])
+    policy = OpenAIPolicy("http://gpu:9000/v1", model="m", http_client=client, max_retries=2)
+    with pytest.raises(VideoseekError) as info:
+        policy.generate([{"role": "user", "content": "hi"}])
+    message = str(info.value)
+    assert isinstance(info.value, PolicyLoadError)
+    assert "http://gpu:9000/v1/chat/completions" in message and "answered 500" in message
+    assert "3 attempts" in message and "boom" in message
+    assert len(seen) == 3  # the first try and two retries
+    # a 400 is the caller's fault: not retried
+    seen, client = _counting([(400, {"error": {"message": "bad image"}})])
+    bad = OpenAIPolicy("http://gpu:9000/v1", model="m", http_client=client, max_retries=3)
+    with pytest.raises(PolicyLoadError, match="answered 400"):
+        bad.generate([{"role": "user", "content": "hi"}])
+    assert len(seen) == 1
 
 
 # --------------------------------------------------------------------------- LangChain
@@ -381,3 +453,193 @@ def test_qwen3_vl_family_runs_through_the_same_backend(tmp_path):
     assert 1 <= gen.completion_tokens <= 4
     with pytest.raises(InvalidArgumentError, match="valid: qwen2_5_vl, qwen3_vl"):
         build_tiny_policy_dir(tmp_path / "x", family="llava")
+
+
+# --------------------------------------------------------------------------- LangChain native tool calling
+
+
+class ToolChat(BaseChatModel):
+    """A chat model with native tool calling: records bound tools and inputs, replies from a list."""
+
+    replies: list = []
+    seen: list = []
+    bound: list = []
+
+    @property
+    def _llm_type(self) -> str:
+        return "tool-chat"
+
+    def bind_tools(self, tools, **kwargs):
+        from langchain_core.utils.function_calling import convert_to_openai_tool
+
+        self.bound.append([convert_to_openai_tool(t) for t in tools])
+        return self.bind(tools=self.bound[-1], **kwargs)
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        self.seen.append({"messages": messages, "kwargs": kwargs})
+        return ChatResult(generations=[ChatGeneration(message=self.replies[len(self.seen) - 1])])
+
+
+def _seek(args, id="prov_1", content=""):
+    return AIMessage(content=content, tool_calls=[{"name": "seek_video_frames", "args": args, "id": id}])
+
+
+def test_native_tool_calls_become_protocol_actions_and_drive_the_temporal_graph():
+    from langchain_core.messages import ToolMessage
+
+    from agent_tools.graphs import build_temporal_graph
+    from agent_tools.policies.langchain_policy import NATIVE_SYSTEM_PROMPT
+
+    chat = ToolChat(
+        replies=[
+            _seek({"query": "a red car", "start_time": 10, "end_time": 20, "num_frames": 2}, content="look"),
+            AIMessage(content="The car is red."),
+            AIMessage(content="The car is red."),  # the completeness check
+        ],
+        seen=[],
+        bound=[],
+    )
+    policy = LangChainPolicy(chat, tool_calling="native", max_side=48)
+    s = FakeSearcher()
+    graph = build_temporal_graph(policy, s, preview_frames=2, verify=True).compile()
+    out = graph.invoke({"question": "What colour is the car?", "video": "v.mp4"})
+    # the native call was acted on with its arguments, and the plain-text reply is the answer
+    assert s.seeks[0]["query"] == "a red car" and s.seeks[0]["num_frames"] == 2
+    assert (s.seeks[0]["start_time"], s.seeks[0]["end_time"]) == (10.0, 20.0)
+    assert out["answer"] == "The car is red." and out["status"] == "answered"
+    assert [f["timestamp"] for f in out["frames"]] == [13.5, 16.5]
+    # bind_tools got the protocol's schema (read from the system prompt), both turns
+    assert chat.bound[0] == [protocol.SEEK_TOOL] and len(chat.bound) == 2
+    # the completeness check offers no tool: nothing bound, its own system prompt kept
+    assert "tools" not in chat.seen[2]["kwargs"]
+    assert chat.seen[2]["messages"][0].content == protocol.VERIFY_SYSTEM_PROMPT
+    assert out["verification"]["sufficient"] and out["verification"]["agrees"]
+    assert chat.seen[0]["kwargs"]["max_tokens"] == policy.max_new_tokens
+    second = chat.seen[1]["messages"]
+    assert [type(m).__name__ for m in second] == [
+        "SystemMessage",
+        "HumanMessage",
+        "AIMessage",
+        "ToolMessage",
+        "HumanMessage",
+    ]
+    assert second[0].content == NATIVE_SYSTEM_PROMPT and "<tools>" not in second[0].content
+    ai, tool, images = second[2], second[3], second[4]
+    assert ai.content == "look" and ai.tool_calls[0]["args"]["query"] == "a red car"
+    assert isinstance(tool, ToolMessage) and tool.tool_call_id == ai.tool_calls[0]["id"]
+    assert isinstance(tool.content, str) and "13.5s" in tool.content and "16.5s" in tool.content
+    kinds = [b["type"] for b in images.content]
+    assert kinds.count("image") == 2
+    labels = [images.content[i - 1]["text"] for i, k in enumerate(kinds) if k == "image"]
+    assert labels == ["13.5s", "16.5s"]
+
+
+def test_native_replies_map_to_protocol_text():
+    from agent_tools.policies.langchain_policy import native_reply_text
+
+    a = protocol.parse_action(native_reply_text(_seek({"query": "dog"}, content="hmm")))
+    assert (a.kind, a.name, a.arguments, a.think) == (
+        "tool_call",
+        "seek_video_frames",
+        {"query": "dog"},
+        "hmm",
+    )
+    two = AIMessage(
+        content="",
+        tool_calls=[
+            {"name": "seek_video_frames", "args": {"query": "first"}, "id": "1"},
+            {"name": "seek_video_frames", "args": {"query": "second"}, "id": "2"},
+        ],
+    )
+    assert protocol.parse_action(native_reply_text(two)).arguments == {"query": "first"}  # one call per turn
+    bad = AIMessage(
+        content="",
+        invalid_tool_calls=[
+            {"name": "seek_video_frames", "args": "{'query': 'cat',}", "id": "3", "error": "x"}
+        ],
+    )
+    assert protocol.parse_action(native_reply_text(bad)).arguments == {"query": "cat"}  # repaired leniently
+    assert protocol.parse_action(native_reply_text(AIMessage(content="<think>t</think>B"))).answer == "B"
+    assert native_reply_text(AIMessage(content="<think>t</think><answer>C</answer>")) == (
+        "<think>t</think><answer>C</answer>"
+    )
+    assert protocol.parse_action(native_reply_text(AIMessage(content=""))).kind == "invalid"
+
+
+def test_native_conversation_is_what_chat_completions_accept():
+    """ChatOpenAI's payload for a native-mode conversation: tool_calls, text-only tool turn, images next."""
+    langchain_openai = pytest.importorskip("langchain_openai")
+    from agent_tools.policies.langchain_policy import to_native_messages
+
+    s = FakeSearcher()
+    convo = conversation() + [
+        {"role": "assistant", "content": "<think>x</think><tool_call>not json at all</tool_call>"},
+        {"role": "tool", "name": "parse_error", "content": "Your last reply could not be used"},
+    ]
+    policy = LangChainPolicy(RecordingChat(replies=[], seen=[], call_kwargs=[]), max_side=32)
+    prepared = resolve_frames(convo, s.frames, max_side=32)
+    msgs = to_native_messages(prepared)
+    chat = langchain_openai.ChatOpenAI(model="gpt-4o-mini", api_key="x")
+    payload = chat.bind_tools([protocol.SEEK_TOOL])
+    body = chat._get_request_payload(msgs, **payload.kwargs)
+    roles = [m["role"] for m in body["messages"]]
+    assert roles == ["system", "user", "assistant", "tool", "user", "assistant", "user"]
+    assistant, tool, images = body["messages"][2], body["messages"][3], body["messages"][4]
+    assert assistant["tool_calls"][0]["function"]["name"] == "seek_video_frames"
+    assert json.loads(assistant["tool_calls"][0]["function"]["arguments"]) == {"query": "car"}
+    assert tool["tool_call_id"] == assistant["tool_calls"][0]["id"] and isinstance(tool["content"], str)
+    assert [p["type"] for p in images["content"]].count("image_url") == 1
+    # the corrective turn answers no call: a user message, not an orphan tool message
+    assert body["messages"][6]["content"][0]["text"].startswith("[parse_error result]")
+    assert body["tools"][0]["function"]["name"] == "seek_video_frames"
+    assert policy.tool_calling == "text"
+
+
+def test_native_mode_is_refused_where_it_cannot_work():
+    chat = RecordingChat(replies=[], seen=[], call_kwargs=[])
+    with pytest.raises(InvalidArgumentError, match="needs a chat model with bind_tools"):
+        LangChainPolicy(lambda m: m, tool_calling="native")
+    with pytest.raises(InvalidArgumentError, match="RecordingChat has none"):
+        LangChainPolicy(chat, tool_calling="native")  # BaseChatModel.bind_tools only raises
+    with pytest.raises(InvalidArgumentError, match="tool_calling must be one of text, native"):
+        LangChainPolicy(chat, tool_calling="json")
+    with pytest.raises(InvalidArgumentError, match="tool_role must be 'tool'"):
+        LangChainPolicy(ToolChat(replies=[], seen=[], bound=[]), tool_calling="native", tool_role="user")
+
+
+def test_native_policy_on_chatopenai_runs_the_temporal_graph_over_mocked_http():
+    """LangChainPolicy(ChatOpenAI, tool_calling='native') in the graph: real request building and parsing."""
+    langchain_openai = pytest.importorskip("langchain_openai")
+    from agent_tools.graphs import build_temporal_graph
+    from tests.test_langchain_tools import chat_completion, openai_http
+
+    bodies, http = openai_http(
+        [
+            chat_completion(
+                content="Let me look.",
+                tool_calls=[("call_x", "seek_video_frames", {"query": "red car", "num_frames": 2})],
+            ),
+            chat_completion(content="<answer>red</answer>"),
+        ]
+    )
+    chat = langchain_openai.ChatOpenAI(model="gpt-4o-mini", api_key="x", http_client=http, max_retries=0)
+    policy = LangChainPolicy(chat, tool_calling="native", max_side=32)
+    s = FakeSearcher()
+    out = (
+        build_temporal_graph(policy, s, preview_frames=2)
+        .compile()
+        .invoke({"question": "Colour?", "video": "v.mp4"})
+    )
+    assert out["answer"] == "red" and s.seeks[0]["query"] == "red car"
+    assert [t["function"]["name"] for t in bodies[0]["tools"]] == ["seek_video_frames"]
+    assert bodies[0].get("max_completion_tokens", bodies[0].get("max_tokens")) == policy.max_new_tokens
+    sent = bodies[1]["messages"]
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "tool", "user"]
+    assert "<tools>" not in sent[0]["content"]
+    assert (
+        sent[2]["content"] == "Let me look."
+        and sent[2]["tool_calls"][0]["function"]["name"] == "seek_video_frames"
+    )
+    assert sent[3]["tool_call_id"] == sent[2]["tool_calls"][0]["id"] and isinstance(sent[3]["content"], str)
+    assert [p["type"] for p in sent[4]["content"]].count("image_url") == 2
+    assert [p["type"] for p in sent[1]["content"]].count("image_url") == 2  # the preview frames

@@ -110,6 +110,16 @@ def test_tags_mentioned_inside_think_do_not_count():
         ),
         ('{"function": {"name": "seek_video_frames", "arguments": {"query": "dog"}}}', {"query": "dog"}),
         ('{"name": "seek_video_frames", "arguments": {"query": "dog"}} trailing words', {"query": "dog"}),
+        # json-repair cases: an invented second object, a raw newline in a string, a cut-off string
+        (
+            '{"name": "seek_video_frames", "arguments": {"query": "dog"}}\n{"name": "x", "arguments": {}}',
+            {"query": "dog"},
+        ),
+        (
+            '{"name": "seek_video_frames", "arguments": {"query": "a dog\nrunning"}}',
+            {"query": "a dog\nrunning"},
+        ),
+        ('{"name": "seek_video_frames", "arguments": {"query": "a brown dog', {"query": "a brown dog"}),
     ],
 )
 def test_malformed_json_is_repaired(raw, expected):

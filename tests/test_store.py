@@ -157,3 +157,61 @@ def test_parallel_segments_equal_one_pass(tmp_path, tiny_encoder):
     with open_video(video) as r:
         frames = r.frames_at(two.timestamps[::10].tolist())
     assert [read_frame_index(rgb) for _, rgb in frames] == [round(t * 8) for t in two.timestamps[::10]]
+
+
+def test_tmp_files_of_a_killed_writer_are_deleted_when_the_entry_is_written(tmp_path, clip20, tiny_encoder):
+    """Issue 13 item 8: kill -9 mid-write leaves ``.<stem>.npy.<pid>.<tid>.tmp``; the next write removes it."""
+    st = FrameEmbeddingStore(tmp_path, tiny_encoder)
+    stem = st.path_for(clip20).with_suffix("")
+    stem.parent.mkdir(parents=True)
+    left = [stem.parent / f".{stem.name}.npy.99999.1.tmp", stem.parent / f".{stem.name}.ts.npy.99999.1.tmp"]
+    other = stem.parent / ".other-encoder@2fps.npy.99999.1.tmp"  # another entry's writer: not ours to touch
+    for p in [*left, other]:
+        p.write_bytes(b"half")
+    assert len(st.get(clip20)) == 40
+    assert not any(p.exists() for p in left) and other.exists()
+
+
+def test_a_failed_video_leaves_no_empty_cache_folder(tmp_path, tiny_encoder):
+    """Issue 13 item 8: a video that cannot be embedded leaves nothing under the cache."""
+    st = FrameEmbeddingStore(tmp_path / "cache", tiny_encoder)
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 4096)
+    with pytest.raises(VideoReadError):
+        st.get(bad)
+    assert not [p for p in (tmp_path / "cache" / "frames").rglob("*")]
+
+
+def test_checksums_in_the_sidecar(tmp_path, clip20, tiny_encoder):
+    """Issue 13 item 5: the sidecar holds digests of both arrays and of itself; values are sane."""
+    import json
+
+    st = FrameEmbeddingStore(tmp_path, tiny_encoder)
+    st.get(clip20)
+    side = st.path_for(clip20)
+    meta = json.loads(side.read_text())
+    assert set(meta["checksums"]) == {"2fps.npy", "2fps.ts.npy"} and len(meta["sidecar_checksum"]) == 32
+    meta["video"]["duration"] = 1e9  # a changed fact with a valid JSON syntax
+    side.write_text(json.dumps(meta))
+    fresh = FrameEmbeddingStore(tmp_path, tiny_encoder)
+    assert not fresh.has(clip20)  # not trusted
+    assert fresh.get(clip20).info.duration == pytest.approx(20.0)
+
+
+def test_entry_lock_is_filelock(tmp_path, clip20, tiny_encoder, monkeypatch):
+    """Issue 8: the per-entry lock is :mod:`filelock` (no fcntl), so macOS and Windows work."""
+    import filelock
+
+    used = []
+    real = filelock.FileLock
+
+    def spy(path, *a, **k):
+        used.append(path)
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(store_mod, "FileLock", spy)
+    FrameEmbeddingStore(tmp_path, tiny_encoder).get(clip20)
+    assert used and used[0].endswith(".lock")
+    import agent_tools.corpus.builder as builder
+
+    assert "fcntl" not in store_mod.__dict__ and "fcntl" not in builder.__dict__

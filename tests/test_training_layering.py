@@ -41,13 +41,14 @@ def test_public_names_resolve_and_import_is_light():
 
 
 def test_every_recipe_parses():
-    from training.config import load_config
-    from training.grpo import GRPOConfig
-    from training.sft import SFTConfig
-    from training.sqr import SQRConfig
+    import importlib
 
-    kinds = {"sft": SFTConfig, "grpo": GRPOConfig, "sqr": SQRConfig}
+    from training.config import load_config
+    from training.dry_run import TRAINERS
+
+    # every recipe's name says its trainer (training.dry_run.TRAINERS), and it parses
     recipes = sorted((Path(training.__file__).parent / "configs").glob("*.json"))
-    assert {p.name.split("_")[0] for p in recipes} == set(kinds)
+    assert {p.name.split("_")[0] for p in recipes} <= set(TRAINERS)
     for p in recipes:
-        load_config(kinds[p.name.split("_")[0]], p)
+        module, cls = TRAINERS[p.name.split("_")[0]]
+        load_config(getattr(importlib.import_module(module), cls), p)

@@ -1,4 +1,8 @@
-"""training.sft / training.data: live tool replay, assistant-only masks, a real CPU training run."""
+"""training.sft / training.data: live tool replay, assistant-only masks, TRL SFTTrainer runs on CPU.
+
+Also: mid-run checkpoints + resume, LoRA merged into a loadable policy, eval during training,
+the manifest's trained-with settings and `videoseek ask` using them, one-line errors from `main`.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from training.config import load_config
 from training.data import Trajectory, encode_conversation, load_trajectories, replay_trajectory
 from training.errors import TrainingConfigError, TrainingDataError
 from training.sft import SFTConfig, assistant_loss, main, train_sft
+
+pytest.importorskip("trl")
 
 Q = "What colour is the square?"
 
@@ -70,6 +76,7 @@ def test_mask_covers_exactly_the_assistant_tokens(searcher, clip20):
     assert enc.inputs["pixel_values"].shape[0] > 0
 
 
+@pytest.mark.slow
 def test_sft_lowers_assistant_loss_and_saves_a_loadable_policy(searcher, clip20, tmp_path):
     trajs = trajectories(clip20)
     policy = load_trainable_policy(tiny_policy_path())
@@ -91,6 +98,7 @@ def test_sft_lowers_assistant_loss_and_saves_a_loadable_policy(searcher, clip20,
         max_turns=4,
         preview_frames=2,
         learning_rate=3e-3,
+        lr_scheduler_type="constant",
         max_steps=12,
         logging_steps=0,
     )
@@ -102,6 +110,8 @@ def test_sft_lowers_assistant_loss_and_saves_a_loadable_policy(searcher, clip20,
 
     manifest = read_manifest(result.output_dir)
     assert manifest.encoder == "tiny-untrained" and "training.sft" in manifest.notes
+    # what the policy was trained with, for `videoseek ask` (not the base's 24 tokens)
+    assert (manifest.max_turns, manifest.preview_frames, manifest.max_new_tokens) == (4, 2, 256)
     assert manifest.trained is False  # a random base stays flagged untrained
     assert json.loads((result.output_dir / "training_config.json").read_text())["trainer"] == "sft"
 
@@ -152,3 +162,108 @@ def test_config_errors_name_what_is_valid(tmp_path):
     bad.write_text(json.dumps({"question": "q", "video": "v.mp4"}) + "\n")
     with pytest.raises(TrainingDataError, match="bad.jsonl:1: field 'turns'"):
         load_trajectories(bad)
+
+
+def _cfg(tmp_path, **kw):
+    base = dict(
+        model=str(tiny_policy_path()),
+        data="unused.jsonl",
+        output_dir=str(tmp_path / "sft"),
+        encoder="tiny-untrained",
+        max_turns=4,
+        max_new_tokens=96,
+        preview_frames=2,
+        learning_rate=3e-3,
+        lr_scheduler_type="constant",
+    )
+    base.update(kw)
+    return SFTConfig(**base)
+
+
+@pytest.mark.slow
+def test_save_steps_write_loadable_checkpoints_and_resume_continues(searcher, clip20, tmp_path):
+    trajs = trajectories(clip20)[:2]
+    first = train_sft(_cfg(tmp_path, max_steps=2, save_steps=1), searcher=searcher, trajectories=trajs)
+    assert first.global_step == 2 and len(first.step_seconds) == 2
+    ckpt = tmp_path / "sft" / "checkpoint-1"
+    assert read_manifest(ckpt).max_new_tokens == 96  # each checkpoint-N is a policy folder
+    assert load_policy(ckpt, device="cpu").model is not None
+    resumed = train_sft(
+        _cfg(tmp_path, max_steps=3, save_steps=1, resume_from_checkpoint="last"), searcher=searcher, trajectories=trajs
+    )
+    # only step 3 ran: the optimizer, scheduler and step counter came back from checkpoint-2
+    assert resumed.global_step == 3 and len(resumed.step_seconds) == 1
+    state = json.loads((tmp_path / "sft" / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    with pytest.raises(TrainingConfigError, match="no checkpoint-N folder"):
+        train_sft(
+            _cfg(tmp_path, output_dir=str(tmp_path / "empty"), resume_from_checkpoint="last"),
+            searcher=searcher,
+            trajectories=trajs,
+        )
+
+
+@pytest.mark.slow
+def test_lora_with_eval_changes_weights_and_saves_a_merged_policy(searcher, clip20, tmp_path):
+    trajs = trajectories(clip20)
+    base = load_policy(tiny_policy_path(), device="cpu")
+    w0 = {k: v.detach().clone() for k, v in base.model.named_parameters()}
+    result = train_sft(
+        _cfg(tmp_path, max_steps=4, lora_r=4, lora_alpha=8, lora_dropout=0.0, eval_steps=2),
+        searcher=searcher,
+        trajectories=trajs,
+        eval_trajectories=trajs[:1],
+    )
+    assert len(result.eval_losses) >= 2  # at step 2, step 4 and the final evaluate
+    loaded = load_policy(result.output_dir, device="cpu")
+    names = dict(loaded.model.named_parameters())
+    assert not [n for n in names if "lora" in n]  # merged: a plain transformers checkpoint
+    changed = [n for n, w in w0.items() if not torch.equal(w, names[n].detach())]
+    assert changed and all("visual" not in n for n in changed)  # only language-model projections moved
+    assert any("q_proj" in n for n in changed)
+
+
+def test_a_turn_longer_than_max_new_tokens_is_refused(searcher, clip20, tmp_path):
+    with pytest.raises(TrainingDataError, match="over max_new_tokens=24"):
+        train_sft(_cfg(tmp_path, max_new_tokens=24, max_steps=1), searcher=searcher, trajectories=trajectories(clip20))
+
+
+def test_main_prints_one_line_on_a_videoseek_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--model", str(tiny_policy_path()), "--data", str(tmp_path / "missing.jsonl"),
+              "--output_dir", str(tmp_path / "o"), "--encoder", "tiny-untrained"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: data file") and "missing.jsonl" in err[-1]
+    assert not any("Traceback" in line for line in err)
+
+
+def test_ask_uses_the_settings_the_policy_was_trained_with(clip20, tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from agent_tools.cli import app
+    from training.common import checkpoint_manifest, write_run_files
+
+    ckpt = tmp_path / "policy"
+    shutil.copytree(tiny_policy_path(), ckpt)
+    cfg = SFTConfig(model="m", data="d", output_dir=str(ckpt), max_turns=2, max_new_tokens=5, preview_frames=3)
+    write_run_files(ckpt, checkpoint_manifest(read_manifest(ckpt), ckpt, config=cfg, trainer="sft"))
+    args = ["ask", str(clip20), Q, "--policy", str(ckpt), "--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "--json"]
+
+    def rollout(extra=()):
+        out = CliRunner().invoke(app, [*args, *extra])
+        assert out.exit_code == 0, out.output
+        return json.loads(out.stdout[out.stdout.index("{"):])
+
+    def preview(r):
+        first_user = next(m for m in r["messages"] if m["role"] == "user")
+        return sum(1 for b in first_user["content"] if isinstance(b, dict) and b.get("type") == "frame")
+
+    r = rollout()
+    assert preview(r) == 3 and 1 <= len(r["turns"]) <= 2
+    tokens = [t["generation"]["completion_tokens"] for t in r["turns"]]
+    assert max(tokens) <= 5 and 5 in tokens  # the random tiny policy runs to the budget
+    r = rollout(["--max-turns", "1", "--preview-frames", "1", "--max-new-tokens", "3"])  # flags still win
+    assert preview(r) == 1 and len(r["turns"]) == 1 and r["turns"][0]["generation"]["completion_tokens"] <= 3

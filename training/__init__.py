@@ -15,8 +15,11 @@ Map:
   :func:`encode_conversation` (assistant-only loss mask), :func:`encode_turn` (a sampled turn
   in its sampling context), :func:`token_logprobs`.
 - :mod:`training.sft` - :class:`SFTConfig`, :func:`train_sft`; ``python -m training.sft``.
-- :mod:`training.grpo` - :class:`GRPOConfig`, :func:`train_grpo`, :func:`group_advantages`,
-  :func:`policy_gradient_loss`; ``python -m training.grpo``.
+- :mod:`training.grpo` - :class:`GRPOConfig`, :func:`build_trainer` (TRL's ``GRPOTrainer`` with the
+  CSV environment of :mod:`training.csv_env`), :func:`train_grpo`, :func:`group_advantages`;
+  ``python -m training.grpo``.
+- :mod:`training.judge` - the LLM judge for open-ended answers (any LangChain chat model or an
+  OpenAI-compatible endpoint; normalised exact match offline).
 - :mod:`training.sqr` - :class:`SoftQueryProjector`, :func:`refined_query`, :func:`infonce_loss`,
   :class:`SQRConfig`, :func:`train_sqr`; ``python -m training.sqr``.
 - :mod:`training.common` - seeding, :func:`load_trainable_policy`, :func:`build_searcher`,
@@ -67,7 +70,7 @@ __all__ = [
     "GRPOConfig",
     "train_grpo",
     "group_advantages",
-    "policy_gradient_loss",
+    "build_trainer",
     "SQRConfig",
     "train_sqr",
     "SoftQueryProjector",
@@ -101,7 +104,7 @@ _LAZY = {
     "GRPOConfig": "training.grpo",
     "train_grpo": "training.grpo",
     "group_advantages": "training.grpo",
-    "policy_gradient_loss": "training.grpo",
+    "build_trainer": "training.grpo",
     "SQRConfig": "training.sqr",
     "train_sqr": "training.sqr",
     "SoftQueryProjector": "training.sqr",

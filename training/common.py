@@ -8,6 +8,11 @@
 - :func:`save_checkpoint` - ``save_pretrained`` model + processor, ``videoseek_policy.json``
   (the base manifest with ``trained: true`` and the run's notes) and ``training_config.json``:
   a directory :func:`agent_tools.policies.load_policy` and ``videoseek ask --policy`` load.
+- :func:`checkpoint_manifest` / :func:`write_run_files` - that manifest (plus the turn budget,
+  tokens per turn and preview frames of the run, :func:`manifest_fields_from_config`) and
+  ``training_config.json`` for a folder whose weights another writer saved (TRL/DeepSpeed).
+- :func:`run_cli` - a trainer's ``main``: a ``VideoseekError`` becomes one ``error:`` line on
+  stderr and exit status 2 instead of a traceback.
 
 Usage::
 
@@ -20,7 +25,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from training.config import config_to_dict
 from training.errors import TrainingConfigError
@@ -31,6 +36,10 @@ __all__ = [
     "build_searcher",
     "prepare_run",
     "save_checkpoint",
+    "checkpoint_manifest",
+    "write_run_files",
+    "manifest_fields_from_config",
+    "run_cli",
     "TRAINING_CONFIG_NAME",
 ]
 
@@ -140,8 +149,6 @@ def save_checkpoint(
     Returns:
         The directory.
     """
-    from agent_tools.policies.manifest import PolicyManifest, write_manifest
-
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     was_training = policy.model.training
@@ -150,22 +157,127 @@ def save_checkpoint(
     policy.processor.save_pretrained(out)
     if was_training:
         policy.model.train()
-    base = policy.manifest if isinstance(policy.manifest, PolicyManifest) else PolicyManifest()
+    write_run_files(
+        out,
+        checkpoint_manifest(
+            policy.manifest, out, config=config, trainer=trainer, name=name, encoder=encoder,
+            notes=notes, **manifest_updates,
+        ),
+        config=config,
+        trainer=trainer,
+    )
+    return out
+
+
+def manifest_fields_from_config(config: Any) -> dict[str, Any]:
+    """The inference settings a run trained with, for the manifest.
+
+    Args:
+        config: A trainer config; its ``max_turns``, ``max_new_tokens`` and ``preview_frames``
+            fields are used when it has them (``None`` values are skipped).
+
+    Returns:
+        The manifest fields (``videoseek ask`` uses them as its defaults).
+    """
+    out: dict[str, Any] = {}
+    for key in ("max_turns", "max_new_tokens", "preview_frames"):
+        value = getattr(config, key, None) if config is not None else None
+        if value is not None:
+            out[key] = int(value)
+    return out
+
+
+def checkpoint_manifest(
+    base: Any,
+    output_dir: str | Path,
+    *,
+    config: Any = None,
+    trainer: str = "training",
+    name: Optional[str] = None,
+    encoder: Optional[str] = None,
+    notes: Optional[str] = None,
+    **manifest_updates: Any,
+):
+    """The manifest of a trained checkpoint: the base's, updated with the run's facts.
+
+    Args:
+        base: The starting policy's :class:`~agent_tools.policies.manifest.PolicyManifest`
+            (anything else: the defaults).
+        output_dir: The checkpoint folder (its name is the default ``name``).
+        config: The trainer config (:func:`manifest_fields_from_config` is applied).
+        trainer: Trainer name recorded in the notes.
+        name: Manifest ``name``.
+        encoder: Encoder the searches used (default: the base's).
+        notes: Extra notes.
+        **manifest_updates: Other manifest fields; they win over the config's.
+
+    Returns:
+        The new manifest (not written).
+    """
+    from agent_tools.policies.manifest import PolicyManifest
+
+    base = base if isinstance(base, PolicyManifest) else PolicyManifest()
     text = f"trained by training.{trainer} from {base.name or 'an unnamed policy'}"
     if base.trained is False:
         # a few steps on top of random weights do not make a usable policy: keep the flag, so
         # `videoseek ask` still warns that its turns are noise
         text += " (base had random weights; still marked trained: false)"
-    updates = dict(
-        name=name or out.name,
+    updates: dict[str, Any] = dict(
+        name=name or Path(output_dir).name,
         trained=bool(base.trained),
         encoder=encoder or base.encoder,
         notes=text + (f"; {notes}" if notes else ""),
     )
+    updates.update(manifest_fields_from_config(config))
     updates.update(manifest_updates)
-    write_manifest(out, base.model_copy(update=updates))
+    return base.model_copy(update=updates)
+
+
+def write_run_files(output_dir: str | Path, manifest: Any, *, config: Any = None, trainer: str = "training") -> Path:
+    """Write ``videoseek_policy.json`` (and ``training_config.json`` when ``config`` is given).
+
+    Args:
+        output_dir: The checkpoint folder (created).
+        manifest: The :class:`~agent_tools.policies.manifest.PolicyManifest` to write.
+        config: The trainer config.
+        trainer: Trainer name stored with the config.
+
+    Returns:
+        The folder.
+    """
+    from agent_tools.policies.manifest import write_manifest
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_manifest(out, manifest)
     if config is not None:
         (out / TRAINING_CONFIG_NAME).write_text(
             json.dumps({"trainer": trainer, **config_to_dict(config)}, indent=2) + "\n"
         )
     return out
+
+
+def run_cli(main: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call a trainer's entry point; a ``VideoseekError`` becomes one line and exit status 2.
+
+    Args:
+        main: The function doing the work (parses the config, trains).
+        *args: Its arguments.
+        **kwargs: Its keyword arguments.
+
+    Returns:
+        What ``main`` returns.
+
+    Raises:
+        SystemExit: With status 2 after printing ``error: <message>`` to stderr, when ``main``
+            raised a :class:`agent_tools.errors.VideoseekError`.
+    """
+    import sys
+
+    from agent_tools.errors import VideoseekError
+
+    try:
+        return main(*args, **kwargs)
+    except VideoseekError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

@@ -85,6 +85,16 @@ def _coerce(text: str, kind: Any) -> Any:
     args = [a for a in typing.get_args(kind) if a is not type(None)]
     if origin is typing.Union and len(args) == 1:
         kind, origin = args[0], typing.get_origin(args[0])
+    elif origin is typing.Union:  # e.g. Union[int, float], Union[bool, str]: the first that parses
+        if text.lower() in ("none", "null") and type(None) in typing.get_args(kind):
+            return None
+        for option in args:
+            if option is not str:
+                try:
+                    return _coerce(text, option)
+                except (ValueError, TrainingConfigError):
+                    continue
+        return text
     if kind is bool:
         if text.lower() in ("1", "true", "yes"):
             return True
@@ -128,7 +138,11 @@ def parse_args(cls: type[C], argv: Optional[Sequence[str]] = None, *, prog: Opti
                 overrides[name] = _coerce(raw, kind)
             except (ValueError, TrainingConfigError) as exc:
                 raise TrainingConfigError(f"--{name}: {exc}") from None
-    return load_config(cls, ns.config, **overrides)
+            if overrides[name] is None and type(None) not in typing.get_args(kind):
+                overrides[name] = raw  # a field that cannot be None keeps the text (`--report_to none`)
+    config = load_config(cls, ns.config, **overrides)
+    cleared = {k: None for k, v in overrides.items() if v is None}  # `--field none` clears a recipe value
+    return dataclasses.replace(config, **cleared) if cleared else config  # type: ignore[type-var]
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -335,7 +335,7 @@ def encode_turn(
     if vision & set(completion_ids):
         raise TrainingDataError(
             "the completion holds vision placeholder tokens, which have no pixels; sample with them "
-            "banned (training.grpo.sampling_policy does)"
+            "banned (as TRL's GRPOTrainer suppresses the image token)"
         )
     inputs = policy.build_inputs(policy.prepare(context, frames))
     n = int(inputs["input_ids"].shape[1])

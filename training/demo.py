@@ -50,7 +50,8 @@ def write_demo(directory: str | Path) -> dict[str, Path]:
         write_indexed_video(video, duration=20.0, fps=10.0, size=(160, 120), scene_seconds=2.0, seed=1)
     policy = d / "tiny-untrained-policy"
     if not (policy / "videoseek_policy.json").is_file():
-        build_tiny_policy_dir(policy)
+        # 96 tokens per turn: the demo's tool-call turns are 61-75 tokens with the tiny tokenizer
+        build_tiny_policy_dir(policy, max_new_tokens=96)
     sft = [
         {
             "question": "What colour is the square?",

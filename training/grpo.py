@@ -1,141 +1,148 @@
-"""GRPO with completeness self-verification, rolled out through the tools' own temporal graph.
+"""GRPO with completeness self-verification (TimeSearch-R's GRPO-CSV) on TRL's ``GRPOTrainer``.
 
-One step, for each prompt row (``question``, ``video``, ``answer``, ``problem_type``):
+One recipe (:class:`GRPOConfig`, a JSON file under ``training/configs/``) becomes a
+``trl.GRPOConfig`` plus our fields, and :func:`train_grpo` runs::
 
-1. **Rollouts.** Sample ``num_generations`` episodes with the policy at ``temperature > 0``
-   through :func:`agent_tools.graphs.build_temporal_graph` + :class:`~agent_tools.graphs.AgentRunner`
-   (the graph ``videoseek ask`` runs), with ``verify=True`` so the graph's ``verify`` node
-   produces the frames-only re-answer the CSV reward needs.
-2. **Rewards.** :mod:`training.rewards` (TimeSearch-R v7: format, accuracy, CSV with weights
-   ``[1.0, 0.5, 0.5]``), called with TRL's contract: ``prompts`` = system + first user turn,
-   ``completions`` = the rest of the conversation, dataset columns + ``verification`` as kwargs.
-3. **Advantages.** :func:`group_advantages`: reward minus the group mean; no division by the
-   group std unless ``scale_rewards`` (TRL's ``--scale_rewards false`` is the default here).
-4. **Loss.** :func:`policy_gradient_loss` on every generated turn, each re-scored in the exact
-   context it was sampled in with its sampled token ids (:func:`training.data.encode_turn`):
-   only those ids carry loss, so system, user, tool and image tokens never get gradient.
-   Token-level normalisation over the group (DAPO / TRL ``loss_type="dapo"``); optional
-   k3 KL to a frozen reference copy with ``beta`` (0.005, TimeSearch-R's value). One
-   optimisation pass per batch of rollouts (``num_iterations=1``), so the importance ratio
-   is 1 and PPO clipping is a no-op; it is written as ``exp(logp - logp.detach())`` so the
-   gradient is the clipped objective's.
-5. Save a checkpoint + manifest at the end.
+    rows (question, video, answer, problem_type)            training.data.load_prompts
+      -> TRL dataset rows: protocol system prompt + empty user turn        csv_env.prompt_row
+      -> GRPOTrainer(environment_factory=SeekVideoEnv, tools loop)          TRL
+           reset(): preview frames + question (the graph's preview node code)
+           seek_video_frames(): TemporalSearcher.seek (the graph's seek node code), frames kept
+      -> rewards: training.rewards (TimeSearch-R v7: format, accuracy, CSV; 1.0/0.5/0.5),
+         the CSV column from the frames-only re-answer of the policy being trained
+      -> advantages, DAPO loss, KL, optimiser, LR schedule, checkpoints, logging    TRL
+      -> save_pretrained + videoseek_policy.json (turn budget, tokens per turn, preview frames)
 
-- :class:`GRPOConfig`, :func:`train_grpo`, :func:`grpo_step`, :class:`StepStats`,
-  :func:`group_advantages`, :func:`policy_gradient_loss`, :func:`rollout_reward_inputs`,
-  :func:`main` (``python -m training.grpo --config training/configs/grpo_tiny.json``).
+What stays ours, and why (TRL cannot do it): the video-search environment, the CSV re-answer,
+the chat-template prelude and response template that let TRL's tool loop speak our protocol,
+and the raw-text completions the format reward needs: all in :mod:`training.csv_env`, whose
+docstring gives each reason. Here: the recipe (TRL's fields we use, named as TRL names them,
+plus ``trl_args`` for any other ``trl.GRPOConfig`` field), LoRA merge before saving so the
+checkpoint loads with :func:`agent_tools.policies.load_policy`, and the manifest written into
+every checkpoint (:func:`ManifestCallback`).
 
-Why not TRL here: TRL's ``GRPOTrainer(environment_factory=...)`` is the scale path (vLLM
-colocate generation, DeepSpeed ZeRO-3, multimodal tool responses), but it is not installed in
-this environment, its tool-calling loop lists Qwen2.5-VL as untested, and it would replace the
-graph the tools run with its own loop. This trainer keeps rollouts and inference identical,
-on one process, in plain torch; see ``training/README.md`` for the TRL mapping.
+Scale (not runnable on this CPU machine, passed through to TRL as they are): ``bf16``,
+``gradient_checkpointing``, ``use_peft`` (LoRA), ``use_vllm`` + ``vllm_mode`` (``colocate`` or
+``server``), DeepSpeed ZeRO-3 via ``accelerate launch --config_file <zero3.yaml> -m training.grpo
+--config ...``, ``report_to`` (``tensorboard``, ``wandb``...), ``eval_data`` + ``eval_strategy``.
 
-Usage::
-
-    from training.grpo import GRPOConfig, train_grpo
-    result = train_grpo(GRPOConfig(model="runs/sft", data="prompts.jsonl", output_dir="runs/grpo"))
+Names: :class:`GRPOConfig`, :func:`build_trainer`, :func:`train_grpo`, :class:`GRPOResult`,
+:func:`ManifestCallback`, :func:`group_advantages`, :data:`REWARD_SETS`, :func:`main`
+(``python -m training.grpo --config training/configs/grpo_tiny.json``).
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 from training import rewards as R
-from training.common import prepare_run, save_checkpoint
 from training.config import parse_args
-from training.data import Trajectory, encode_turn, load_prompts, token_logprobs
 from training.errors import TrainingConfigError
 
 __all__ = [
     "GRPOConfig",
-    "StepStats",
     "GRPOResult",
+    "REWARD_SETS",
+    "ManifestCallback",
     "group_advantages",
-    "policy_gradient_loss",
-    "rollout_reward_inputs",
-    "sampling_policy",
-    "grpo_step",
+    "trl_config",
+    "build_trainer",
     "train_grpo",
     "main",
 ]
 
-#: Reward sets by name (``reward_set`` in the config).
+#: Reward sets by name (``reward_set``): the functions and their default weights.
 REWARD_SETS: dict[str, tuple[Sequence[Callable[..., list[float]]], Sequence[float]]] = {
     "timesearch_v7": (R.TIMESEARCH_REWARDS, R.TIMESEARCH_REWARD_WEIGHTS),
 }
-#: Tokens a rollout must never emit: a vision placeholder without pixels breaks the forward
-#: pass (TimeSearch-R also bans junk tokens during sampling).
-BANNED_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
 
 
 @dataclass
 class GRPOConfig:
-    """GRPO with CSV rollouts through the temporal search graph."""
+    """GRPO-CSV on TRL's GRPOTrainer: our fields plus the trl.GRPOConfig fields a recipe sets."""
 
     model: str = field(metadata={"help": "Policy checkpoint to start from (usually the SFT output)."})
     data: str = field(
-        metadata={
-            "help": "JSONL of prompts: question, video, answer, problem_type (multiple_choice | grounding | open_ended)."
-        }
+        metadata={"help": "JSONL of prompts: question, video, answer, problem_type (+ optional window)."}
     )
-    output_dir: str = field(metadata={"help": "Where the trained checkpoint is written."})
-    encoder: str = field(
-        default="siglip-b16", metadata={"help": "Encoder of the TemporalSearcher the rollouts search with."}
+    output_dir: str = field(metadata={"help": "Checkpoints (checkpoint-N/) and the final policy go here."})
+    eval_data: Optional[str] = field(
+        default=None, metadata={"help": "JSONL of held-out prompts, evaluated per eval_strategy."}
     )
-    cache_dir: Optional[str] = field(
-        default=None, metadata={"help": "Frame-embedding cache of the searcher."}
-    )
-    device: str = field(default="cpu", metadata={"help": "Torch device."})
-    num_generations: int = field(
-        default=8, metadata={"help": "Rollouts per prompt (the GRPO group size G); TimeSearch-R uses 8."}
-    )
-    prompts_per_step: int = field(
-        default=1, metadata={"help": "Prompts per optimizer step (TimeSearch-R: batch 1 x accumulation 2)."}
-    )
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of the rollouts (> 0)."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass of the rollouts."})
-    max_turns: int = field(
-        default=8, metadata={"help": "Turn budget per rollout (TimeSearch-R trains with 8)."}
-    )
+    encoder: str = field(default="siglip-b16", metadata={"help": "Encoder of the rollouts' TemporalSearcher."})
+    cache_dir: Optional[str] = field(default=None, metadata={"help": "Frame-embedding cache of the searcher."})
+    device: str = field(default="auto", metadata={"help": "cpu, cuda or auto (accelerate places the model)."})
+    # --- the episode (ours; written into the checkpoint manifest)
+    max_turns: int = field(default=8, metadata={"help": "Turns per rollout (TimeSearch-R: 8); tool calls <= max_turns - 1."})
     max_new_tokens: int = field(
-        default=256, metadata={"help": "Tokens per turn (TimeSearch-R trains with 256)."}
+        default=256, metadata={"help": "Tokens per turn (TimeSearch-R: 256); also the CSV re-answer's budget."}
     )
     preview_frames: int = field(default=8, metadata={"help": "Preview frames in the first user turn."})
-    verify: bool = field(
-        default=True,
-        metadata={"help": "Run the graph's verify node (the frames-only re-answer the CSV reward scores)."},
+    max_completion_length: Optional[int] = field(
+        default=None,
+        metadata={
+            "help": "TRL: tokens of a whole episode after the prompt, tool results included "
+            "(default: max_turns * (max_new_tokens + 1) plus what max_turns - 1 tool results of 8 frames take)."
+        },
     )
+    verify: bool = field(default=True, metadata={"help": "Run the frames-only re-answer (the CSV reward's input)."})
     reward_set: str = field(
         default="timesearch_v7", metadata={"help": "Reward functions: timesearch_v7 = format, accuracy, CSV."}
     )
     reward_weights: Optional[list[float]] = field(
-        default=None,
-        metadata={"help": "Weights of the reward functions (default: the set's, [1.0, 0.5, 0.5])."},
+        default=None, metadata={"help": "TRL reward_weights (default: the set's, [1.0, 0.5, 0.5])."}
     )
-    scale_rewards: bool = field(
-        default=False,
-        metadata={
-            "help": "Divide advantages by the group std (TRL --scale_rewards); off as in TimeSearch-R."
-        },
+    # --- TRL fields (same names and meaning as trl.GRPOConfig)
+    num_generations: int = field(default=8, metadata={"help": "TRL: rollouts per prompt, G (TimeSearch-R: 8)."})
+    per_device_train_batch_size: Optional[int] = field(
+        default=None, metadata={"help": "TRL: completions per device per micro-batch (default num_generations)."}
     )
-    beta: float = field(
-        default=0.005,
-        metadata={
-            "help": "KL coefficient to the frozen starting policy (k3 estimator); 0 skips the reference model."
-        },
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "TRL: micro-batches per optimizer step."})
+    temperature: float = field(default=1.0, metadata={"help": "TRL: sampling temperature (> 0)."})
+    top_p: float = field(default=1.0, metadata={"help": "TRL: nucleus sampling mass."})
+    beta: float = field(default=0.005, metadata={"help": "TRL: KL coefficient (TimeSearch-R 0.005; 0 = no reference)."})
+    loss_type: str = field(default="dapo", metadata={"help": "TRL: loss normalisation (dapo, grpo, dr_grpo, bnpo...)."})
+    scale_rewards: Union[bool, str] = field(
+        default="none", metadata={"help": "TRL: group | batch | none (TimeSearch-R: none)."}
     )
-    learning_rate: float = field(default=1e-6, metadata={"help": "AdamW learning rate."})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0 disables)."})
-    max_steps: int = field(default=100, metadata={"help": "Optimizer steps."})
-    seed: int = field(default=0, metadata={"help": "Seed of sampling and data order."})
-    logging_steps: int = field(
-        default=1, metadata={"help": "Print step statistics every N steps (0: silent)."}
+    learning_rate: float = field(default=1e-6, metadata={"help": "TRL: peak learning rate."})
+    lr_scheduler_type: str = field(default="linear", metadata={"help": "TRL: linear, cosine, constant..."})
+    warmup_steps: float = field(
+        default=0.0, metadata={"help": "TRL: warm-up steps (an int) or fraction of max_steps (a float < 1)."}
+    )
+    max_grad_norm: float = field(default=1.0, metadata={"help": "TRL: gradient clipping norm."})
+    max_steps: int = field(default=100, metadata={"help": "TRL: optimizer steps."})
+    seed: int = field(default=0, metadata={"help": "TRL: seed of sampling, data order and init."})
+    bf16: Optional[bool] = field(default=None, metadata={"help": "TRL: bfloat16 (default: on when CUDA has it)."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "TRL: gradient checkpointing."})
+    logging_steps: int = field(default=1, metadata={"help": "TRL: log every N steps."})
+    report_to: Union[str, list[str]] = field(
+        default="none", metadata={"help": "TRL: none, tensorboard, wandb, trackio... (list or name)."}
+    )
+    save_steps: Union[int, float] = field(default=500, metadata={"help": "TRL: write checkpoint-N every N steps."})
+    save_total_limit: Optional[int] = field(default=None, metadata={"help": "TRL: checkpoints kept."})
+    eval_strategy: str = field(default="no", metadata={"help": "TRL: no | steps | epoch (needs eval_data)."})
+    eval_steps: Optional[int] = field(default=None, metadata={"help": "TRL: evaluate every N steps."})
+    use_vllm: bool = field(default=False, metadata={"help": "TRL: generate rollouts with vLLM (GPU only)."})
+    vllm_mode: str = field(default="colocate", metadata={"help": "TRL: colocate | server."})
+    vllm_gpu_memory_utilization: float = field(default=0.3, metadata={"help": "TRL: vLLM share of GPU memory (colocate)."})
+    resume_from_checkpoint: Optional[Union[bool, str]] = field(
+        default=None, metadata={"help": "true: the last checkpoint-N in output_dir; or a checkpoint folder."}
+    )
+    trl_args: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "Any other trl.GRPOConfig field, by its TRL name."}
+    )
+    # --- LoRA (peft)
+    use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters (merged into the saved policy)."})
+    lora_r: int = field(default=64, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=128, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: Union[str, list[str]] = field(
+        default="all-linear", metadata={"help": "peft target_modules (all-linear or module names)."}
     )
     run_name: Optional[str] = field(default=None, metadata={"help": "Manifest name of the checkpoint."})
 
@@ -146,288 +153,259 @@ class GRPOConfig:
             )
         if self.temperature <= 0:
             raise TrainingConfigError(f"temperature must be > 0 for GRPO rollouts, got {self.temperature}")
-        for name in ("prompts_per_step", "max_turns", "max_new_tokens", "max_steps"):
+        for name in ("max_turns", "max_new_tokens", "max_steps", "gradient_accumulation_steps"):
             if int(getattr(self, name)) < 1:
                 raise TrainingConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.preview_frames < 0:
+            raise TrainingConfigError(f"preview_frames must be >= 0, got {self.preview_frames}")
         if self.reward_set not in REWARD_SETS:
-            raise TrainingConfigError(
-                f"unknown reward_set {self.reward_set!r}; valid: {', '.join(REWARD_SETS)}"
-            )
+            raise TrainingConfigError(f"unknown reward_set {self.reward_set!r}; valid: {', '.join(REWARD_SETS)}")
         n = len(REWARD_SETS[self.reward_set][0])
         if self.reward_weights is not None and len(self.reward_weights) != n:
             raise TrainingConfigError(f"reward_weights needs {n} values for reward_set {self.reward_set!r}")
         if self.beta < 0:
             raise TrainingConfigError(f"beta must be >= 0, got {self.beta}")
+        if isinstance(self.scale_rewards, bool):
+            self.scale_rewards = "group" if self.scale_rewards else "none"
+        if self.scale_rewards not in ("group", "batch", "none"):
+            raise TrainingConfigError(f"scale_rewards must be group, batch or none, got {self.scale_rewards!r}")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise TrainingConfigError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        if self.eval_strategy != "no" and not self.eval_data:
+            raise TrainingConfigError(f"eval_strategy {self.eval_strategy!r} needs eval_data (a JSONL of prompts)")
+        if self.use_vllm and self.device == "cpu":
+            raise TrainingConfigError("use_vllm needs a GPU; set device to cuda or auto, or use_vllm false")
+        ours = {f.name for f in dataclasses.fields(self)}
+        clash = sorted(set(self.trl_args) & ours)
+        if clash:
+            raise TrainingConfigError(f"trl_args repeats top-level field(s) {clash}; set them at the top level")
+
+    @property
+    def episode_tokens(self) -> int:
+        """TRL's ``max_completion_length`` for this recipe (see the field's help)."""
+        if self.max_completion_length:
+            return int(self.max_completion_length)
+        # a tool result: 8 frames, each a timestamp and (at most) 256 image tokens, plus ~80 text tokens
+        return self.max_turns * (self.max_new_tokens + 1) + (self.max_turns - 1) * (8 * 262 + 80)
 
 
-def group_advantages(rewards: Sequence[float], *, scale: bool = False, eps: float = 1e-4) -> list[float]:
-    """GRPO advantages of one group: ``r - mean(r)``, divided by ``std(r) + eps`` if ``scale``.
+def group_advantages(rewards: Sequence[float], *, num_generations: int, scale: str = "none") -> list[float]:
+    """GRPO advantages as TRL computes them: reward minus its group's mean (``/ (std + 1e-4)`` if scaled).
 
-    The std is the unbiased one (as ``torch.std`` in TRL). A group with equal rewards gets
-    all-zero advantages in both modes.
-
-    Args:
-        rewards: The group's total rewards.
-        scale: Divide by the group std.
-        eps: Added to the std.
-
-    Returns:
-        One advantage per rollout.
+    Rewards come grouped, ``num_generations`` consecutive rollouts per prompt; the std is the
+    unbiased one. For cross-checking the trainer's logged advantages in tests and benchmarks.
     """
     import torch
 
-    r = torch.tensor(list(rewards), dtype=torch.float64)
-    a = r - r.mean()
-    if scale and len(r) > 1:
-        a = a / (r.std() + eps)
-    return [float(x) for x in a]
+    r = torch.tensor(list(rewards), dtype=torch.float64).view(-1, num_generations)
+    a = r - r.mean(dim=1, keepdim=True)
+    if scale == "group":
+        a = a / (r.std(dim=1, keepdim=True) + 1e-4)
+    elif scale == "batch":
+        a = a / (r.std() + 1e-4)
+    return [float(x) for x in a.flatten()]
 
 
-def policy_gradient_loss(
-    logps: Any,
-    mask: Any,
-    advantage: float,
-    *,
-    ref_logps: Any = None,
-    beta: float = 0.0,
-    num_tokens: Optional[float] = None,
-) -> tuple[Any, Any]:
-    """Token-level GRPO loss of one sequence: ``sum_t mask_t * (-A * ratio_t + beta * KL_t) / N``.
+def trl_config(config: GRPOConfig, **overrides: Any):
+    """The ``trl.GRPOConfig`` of a recipe (TRL fields as they are, our episode fields mapped).
 
-    ``ratio_t = exp(logp_t - logp_t.detach())`` (value 1, gradient of ``logp_t``); ``KL_t`` is
-    the k3 estimator ``exp(ref - logp) - (ref - logp) - 1``. Masked tokens contribute neither
-    value nor gradient.
-
-    Args:
-        logps: ``(T,)`` log-probabilities of the sequence's next tokens (:func:`training.data.token_logprobs`).
-        mask: ``(T,)`` 1 on the tokens to train on (the encoder's ``loss_mask[1:]``).
-        advantage: The rollout's advantage.
-        ref_logps: ``(T,)`` reference log-probabilities (needed when ``beta > 0``).
-        beta: KL coefficient.
-        num_tokens: Normaliser N (default: this sequence's masked tokens).
-
-    Returns:
-        ``(loss, kl_sum)``: the scalar loss and the summed KL over masked tokens (detached).
+    Raises:
+        TrainingConfigError: On a ``trl_args`` key that is not a ``trl.GRPOConfig`` field.
     """
     import torch
+    import trl
 
-    m = mask.to(logps.dtype)
-    n = float(num_tokens) if num_tokens is not None else float(m.sum().clamp(min=1.0))
-    ratio = torch.exp(logps - logps.detach())
-    per_token = -float(advantage) * ratio
-    kl = torch.zeros_like(logps)
-    if beta > 0:
-        if ref_logps is None:
-            raise TrainingConfigError("beta > 0 needs reference log-probabilities (ref_logps)")
-        d = ref_logps.detach() - logps
-        kl = torch.exp(d) - d - 1.0
-        per_token = per_token + beta * kl
-    return (per_token * m).sum() / n, (kl.detach() * m).sum()
-
-
-def rollout_reward_inputs(rollouts: Sequence[Any], row: Trajectory) -> tuple[list, list, dict[str, list]]:
-    """TRL-style reward inputs of a group of rollouts of one prompt row.
-
-    Returns:
-        ``(prompts, completions, columns)``: prompts are the system + first user messages,
-        completions the rest of each conversation, columns one value per rollout
-        (``answer``, ``problem_type``, ``question``, ``verification`` and the row's extra columns).
-    """
-    prompts = [r.messages[:2] for r in rollouts]
-    completions = [r.messages[2:] for r in rollouts]
-    n = len(rollouts)
-    cols: dict[str, list] = {
-        "answer": [row.answer] * n,
-        "problem_type": [row.problem_type] * n,
-        "question": [row.question] * n,
-        "verification": [r.verification for r in rollouts],
-    }
-    for k, v in row.extra.items():
-        cols.setdefault(k, [v] * n)
-    return prompts, completions, cols
-
-
-def sampling_policy(policy: Any, config: GRPOConfig):
-    """A sampling view of ``policy`` (same model and processor) for rollouts."""
-    from agent_tools.policies.transformers_policy import TransformersPolicy
-
-    tok = policy.tokenizer
-    banned = [[tok.convert_tokens_to_ids(t)] for t in BANNED_TOKENS if t in tok.get_vocab()]
-    return TransformersPolicy(
-        policy.model,
-        policy.processor,
-        name=policy.name,
-        do_sample=True,
+    valid = {f.name for f in dataclasses.fields(trl.GRPOConfig)}
+    bad = sorted(set(config.trl_args) - valid)
+    if bad:
+        raise TrainingConfigError(f"trl_args: {bad} are not trl.GRPOConfig fields (see `trl.GRPOConfig` docs)")
+    cuda = config.device != "cpu" and torch.cuda.is_available()
+    bf16 = config.bf16 if config.bf16 is not None else bool(cuda and torch.cuda.is_bf16_supported())
+    kwargs: dict[str, Any] = dict(
+        output_dir=config.output_dir,
+        num_generations=config.num_generations,
+        per_device_train_batch_size=config.per_device_train_batch_size or config.num_generations,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        max_completion_length=config.episode_tokens,
+        max_tool_calling_iterations=config.max_turns - 1,
         temperature=config.temperature,
         top_p=config.top_p,
-        generation_kwargs={"bad_words_ids": banned} if banned else None,
-        max_new_tokens=config.max_new_tokens,
-        max_side=policy.max_side,
-        tool_role=policy.tool_role,
-        manifest=policy.manifest,
+        beta=config.beta,
+        loss_type=config.loss_type,
+        scale_rewards=config.scale_rewards,
+        reward_weights=list(config.reward_weights or REWARD_SETS[config.reward_set][1]),
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_steps,
+        max_grad_norm=config.max_grad_norm,
+        max_steps=config.max_steps,
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=bf16,
+        activation_checkpointing=config.gradient_checkpointing,
+        logging_steps=config.logging_steps,
+        report_to=config.report_to,
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        eval_strategy=config.eval_strategy,
+        eval_steps=config.eval_steps,
+        per_device_eval_batch_size=config.per_device_train_batch_size or config.num_generations,
+        use_vllm=config.use_vllm,
+        vllm_mode=config.vllm_mode,
+        vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization,
+        use_cpu=config.device == "cpu" or not cuda,
+        remove_unused_columns=False,  # the environment reads question/video/window, the rewards answer/...
+        run_name=config.run_name,
+        disable_tqdm=True,
     )
+    # tokens per turn: TRL's own per-call generation budget is the whole episode's
+    per_turn = {"max_tokens": config.max_new_tokens} if config.use_vllm else {"max_new_tokens": config.max_new_tokens}
+    kwargs.update(config.trl_args)
+    kwargs.update(overrides)
+    kwargs["generation_kwargs"] = {**per_turn, **(kwargs.get("generation_kwargs") or {})}
+    return trl.GRPOConfig(**kwargs)
 
 
-@dataclass
-class StepStats:
-    """Statistics of one optimizer step.
+def ManifestCallback(policy: Any, config: GRPOConfig):
+    """A ``TrainerCallback`` writing ``videoseek_policy.json`` into each ``checkpoint-N`` TRL saves.
 
-    Attributes:
-        rewards: Total reward per rollout (groups concatenated).
-        advantages: Advantage per rollout.
-        reward_parts: Raw values per reward function name.
-        loss: The step's loss value.
-        kl: Mean KL per trained token.
-        num_tokens: Trained tokens.
-        num_turns: Turns per rollout.
-        rollout_seconds: Time spent sampling.
-        train_seconds: Time spent in forward/backward/step.
-        rollouts: The step's rollouts (groups concatenated), for logging and inspection.
+    Every mid-run checkpoint then loads with :func:`agent_tools.policies.load_policy`. A LoRA
+    run's checkpoints hold adapters only; the final folder holds the merged policy.
     """
+    from transformers import TrainerCallback
 
-    rewards: list[float]
-    advantages: list[float]
-    reward_parts: dict[str, list[float]]
-    loss: float
-    kl: float
-    num_tokens: int
-    num_turns: list[int]
-    rollout_seconds: float
-    train_seconds: float
-    rollouts: list = field(default_factory=list, repr=False)
+    from training.common import checkpoint_manifest, write_run_files
 
+    class _ManifestCallback(TrainerCallback):
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if (ckpt / "config.json").is_file():
+                name = f"{config.run_name or Path(config.output_dir).name}@{state.global_step}"
+                manifest = checkpoint_manifest(
+                    policy.manifest, ckpt, config=config, trainer="grpo", name=name, encoder=config.encoder
+                )
+                write_run_files(ckpt, manifest, config=config, trainer="grpo")
 
-def _turn_contexts(rollout: Any) -> list[tuple[list, list[int]]]:
-    """``(context, completion_ids)`` of every generated turn that has its sampled ids."""
-    out = []
-    assistant_idx = [i for i, m in enumerate(rollout.messages) if m.get("role") == "assistant"]
-    for turn, idx in zip(rollout.turns, assistant_idx):
-        ids = turn.generation.get("completion_ids")
-        if ids:
-            out.append((rollout.messages[:idx], list(ids)))
-    return out
-
-
-def grpo_step(
-    policy: Any,
-    rows: Sequence[Trajectory],
-    searcher: Any,
-    optimizer: Any,
-    config: GRPOConfig,
-    *,
-    ref_model: Any = None,
-    reward_funcs: Optional[Sequence[Callable[..., list[float]]]] = None,
-    reward_weights: Optional[Sequence[float]] = None,
-    before_update: Optional[Callable[[list], None]] = None,
-) -> StepStats:
-    """One GRPO step over ``rows`` (each gets ``num_generations`` rollouts).
-
-    Args:
-        policy: The :class:`~agent_tools.policies.TransformersPolicy` being trained.
-        rows: Prompt rows of this step.
-        searcher: The ``TemporalSearcher``.
-        optimizer: A torch optimizer over the policy's parameters.
-        config: The recipe.
-        ref_model: Frozen reference model (needed when ``config.beta > 0``).
-        reward_funcs: Reward functions (default: ``config.reward_set``).
-        reward_weights: Their weights (default: ``config.reward_weights`` or the set's).
-        before_update: Called with the rollouts after the gradients are computed, right
-            before ``optimizer.step()`` (logging, tests).
-
-    Returns:
-        The :class:`StepStats`.
-    """
-    import torch
-
-    from agent_tools.graphs import AgentRunner, build_temporal_graph
-    from agent_tools.policies.base import CachingResolver
-
-    funcs, default_w = REWARD_SETS[config.reward_set]
-    funcs = list(reward_funcs) if reward_funcs is not None else list(funcs)
-    weights = list(reward_weights if reward_weights is not None else (config.reward_weights or default_w))
-    sampler = sampling_policy(policy, config)
-    graph = build_temporal_graph(
-        sampler,
-        searcher,
-        max_turns=config.max_turns,
-        verify=config.verify,
-        preview_frames=config.preview_frames,
-    )
-    runner = AgentRunner(graph, max_turns=config.max_turns)
-
-    t0 = time.perf_counter()
-    policy.model.eval()
-    groups = []
-    all_rewards: list[float] = []
-    all_adv: list[float] = []
-    parts_all: dict[str, list[float]] = {}
-    for row in rows:
-        window = tuple(row.window) if row.window else None
-        rollouts = [runner.run(row.question, row.video, window=window) for _ in range(config.num_generations)]
-        prompts, completions, cols = rollout_reward_inputs(rollouts, row)
-        totals, parts = R.weighted_rewards(funcs, weights, prompts, completions, **cols)
-        adv = group_advantages(totals, scale=config.scale_rewards)
-        groups.append((rollouts, adv))
-        all_rewards += totals
-        all_adv += adv
-        for k, v in parts.items():
-            parts_all.setdefault(k, []).extend(v)
-    rollout_seconds = time.perf_counter() - t0
-
-    t1 = time.perf_counter()
-    policy.model.train()
-    optimizer.zero_grad(set_to_none=True)
-    items = [
-        (ctx, ids, a)
-        for rollouts, adv in groups
-        for r, a in zip(rollouts, adv)
-        for ctx, ids in _turn_contexts(r)
-    ]
-    num_tokens = sum(len(ids) for _, ids, _ in items)
-    loss_value, kl_sum = 0.0, 0.0
-    # each turn's context repeats the rollout's earlier frames: decode each frame once per step
-    frames = CachingResolver(searcher.frames)
-    for ctx, ids, a in items:
-        if a == 0.0 and config.beta == 0:
-            continue  # no gradient from this turn
-        enc = encode_turn(sampler, ctx, ids, frames=frames)
-        logps, _ = token_logprobs(policy.model, enc.inputs)
-        ref = None
-        if config.beta > 0:
-            with torch.no_grad():
-                ref, _ = token_logprobs(ref_model, enc.inputs)
-        loss, kl = policy_gradient_loss(
-            logps, enc.loss_mask[1:], a, ref_logps=ref, beta=config.beta, num_tokens=max(1, num_tokens)
-        )
-        loss.backward()
-        loss_value += float(loss.detach())
-        kl_sum += float(kl)
-    params = [p for p in policy.model.parameters() if p.requires_grad]
-    if config.max_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-    if before_update is not None:
-        before_update([r for rollouts, _ in groups for r in rollouts])
-    optimizer.step()
-    return StepStats(
-        rewards=all_rewards,
-        advantages=all_adv,
-        reward_parts=parts_all,
-        loss=loss_value,
-        kl=kl_sum / max(1, num_tokens),
-        num_tokens=num_tokens,
-        num_turns=[len(r.turns) for rollouts, _ in groups for r in rollouts],
-        rollout_seconds=rollout_seconds,
-        train_seconds=time.perf_counter() - t1,
-        rollouts=[r for rollouts, _ in groups for r in rollouts],
-    )
+    return _ManifestCallback()
 
 
 @dataclass
 class GRPOResult:
-    """What a run produced: the checkpoint directory and each step's :class:`StepStats`."""
+    """What a run produced: the final policy folder and TRL's log history (one dict per log)."""
 
     output_dir: Path
-    steps: list[StepStats]
+    log_history: list[dict[str, Any]]
+
+    @property
+    def rewards(self) -> list[float]:
+        """Mean reward of each logged training step."""
+        return [h["reward"] for h in self.log_history if "reward" in h and "eval_reward" not in h]
+
+
+def _process_device(config: GRPOConfig) -> str:
+    """This process's device for the searcher's encoder: ``cuda:$LOCAL_RANK`` under accelerate."""
+    import os
+
+    import torch
+
+    if config.device == "cpu" or not torch.cuda.is_available():
+        return "cpu"
+    if config.device.startswith("cuda:"):
+        return config.device
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+
+
+def build_trainer(
+    config: GRPOConfig,
+    *,
+    searcher: Any = None,
+    policy: Any = None,
+    rows: Optional[Sequence[Any]] = None,
+    reward_funcs: Optional[Sequence[Callable[..., list[float]]]] = None,
+    trl_overrides: Optional[dict[str, Any]] = None,
+):
+    """The ``CSVGRPOTrainer`` of a recipe, ready to ``train()``.
+
+    Args:
+        config: The recipe.
+        searcher: The ``TemporalSearcher`` (default: built from ``config.encoder``).
+        policy: The starting :class:`~agent_tools.policies.TransformersPolicy` (default: loaded from ``config.model``).
+        rows: Prompt rows (:class:`training.data.Trajectory`; default: read from ``config.data``).
+        reward_funcs: TRL-signature reward functions replacing ``config.reward_set``'s (their
+            weights then come from ``config.reward_weights`` or default to 1 each).
+        trl_overrides: ``trl.GRPOConfig`` fields set on top of the recipe's.
+
+    Returns:
+        ``(trainer, policy)``.
+
+    Raises:
+        TrainingConfigError: On a policy that is not a transformers checkpoint, or one whose
+            tool turns are rewritten as user turns (TRL's loop renders the tool role).
+    """
+    import os
+
+    import torch
+    from peft import LoraConfig
+
+    from agent_tools.policies.manifest import PolicyManifest
+    from training import csv_env
+    from training.common import build_searcher, load_trainable_policy, set_seed
+    from training.data import load_prompts
+
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # environment_factory: documented above
+    set_seed(config.seed)
+    if searcher is None:
+        searcher = build_searcher(config.encoder, cache_dir=config.cache_dir, device=_process_device(config))
+    if policy is None:  # loaded on the CPU; the trainer (accelerate / DeepSpeed) places it on this rank's device
+        policy = load_trainable_policy(config.model, device="cpu")
+    if policy.tool_role != "tool":
+        raise TrainingConfigError(
+            f"policy {config.model!r} sends tool results as {policy.tool_role!r} turns; TRL's tool loop renders "
+            "them in the tool role, so only tool_role 'tool' policies can be trained here"
+        )
+    data = list(rows) if rows is not None else load_prompts(config.data)
+    overrides = dict(trl_overrides or {})
+    if reward_funcs is None:
+        funcs = list(REWARD_SETS[config.reward_set][0])
+    else:
+        funcs = list(reward_funcs)
+        overrides.setdefault("reward_weights", list(config.reward_weights or [1.0] * len(funcs)))
+    args = trl_config(config, **overrides)
+    if args.bf16:
+        policy.model.to(torch.bfloat16)
+    processor = csv_env.prepare_processing_class(policy.processor)
+    verifier = csv_env.FramesOnlyVerifier(max_side=policy.max_side, max_new_tokens=config.max_new_tokens)
+    funcs = csv_env.csv_reward_funcs(funcs, verifier if config.verify else None)
+    env_factory = csv_env.make_env_factory(
+        searcher, max_turns=config.max_turns, preview_frames=config.preview_frames, max_side=policy.max_side
+    )
+    eval_dataset = None
+    if config.eval_data:
+        eval_dataset = csv_env.rows_dataset(load_prompts(config.eval_data))
+    peft_config = None
+    if config.use_peft:
+        peft_config = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=config.lora_target_modules,
+            task_type="CAUSAL_LM",
+        )
+    if not isinstance(policy.manifest, PolicyManifest):
+        policy.manifest = PolicyManifest(max_side=policy.max_side)
+    trainer = csv_env.CSVGRPOTrainer(
+        model=policy.model,
+        args=args,
+        reward_funcs=funcs,
+        train_dataset=csv_env.rows_dataset(data),
+        eval_dataset=eval_dataset,
+        processing_class=processor,
+        peft_config=peft_config,
+        environment_factory=env_factory,
+        callbacks=[ManifestCallback(policy, config)],
+    )
+    verifier.bind(trainer)
+    return trainer, policy
 
 
 def train_grpo(
@@ -435,80 +413,49 @@ def train_grpo(
     *,
     searcher: Any = None,
     policy: Any = None,
-    rows: Optional[Sequence[Trajectory]] = None,
+    rows: Optional[Sequence[Any]] = None,
     reward_funcs: Optional[Sequence[Callable[..., list[float]]]] = None,
-    reward_weights: Optional[Sequence[float]] = None,
+    trl_overrides: Optional[dict[str, Any]] = None,
 ) -> GRPOResult:
-    """Run GRPO and save the checkpoint.
-
-    Args:
-        config: The recipe.
-        searcher: The ``TemporalSearcher`` (default: built from ``config.encoder``).
-        policy: The policy (default: loaded from ``config.model``).
-        rows: Prompt rows (default: read from ``config.data``).
-        reward_funcs: Override the reward functions (TRL contract).
-        reward_weights: Their weights.
+    """Run GRPO-CSV and save the policy (arguments as :func:`build_trainer`).
 
     Returns:
-        The :class:`GRPOResult`.
+        The :class:`GRPOResult`; ``output_dir`` loads with :func:`agent_tools.policies.load_policy`.
     """
-    import torch
+    from training.common import save_checkpoint
 
-    searcher, policy = prepare_run(config, searcher=searcher, policy=policy)
-    data = list(rows) if rows is not None else load_prompts(config.data)
-    ref_model = None
-    if config.beta > 0:
-        ref_model = copy.deepcopy(policy.model).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(
-        [p for p in policy.model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=0.0
+    trainer, policy = build_trainer(
+        config, searcher=searcher, policy=policy, rows=rows, reward_funcs=reward_funcs, trl_overrides=trl_overrides
     )
-    gen = torch.Generator().manual_seed(config.seed)
-    order: list[int] = []
-    steps = []
-    for step in range(config.max_steps):
-        batch = []
-        for _ in range(config.prompts_per_step):
-            if not order:
-                order = torch.randperm(len(data), generator=gen).tolist()
-            batch.append(data[order.pop()])
-        stats = grpo_step(
-            policy,
-            batch,
-            searcher,
-            opt,
-            config,
-            ref_model=ref_model,
-            reward_funcs=reward_funcs,
-            reward_weights=reward_weights,
-        )
-        steps.append(stats)
-        if config.logging_steps and (step + 1) % config.logging_steps == 0:
-            print(
-                json.dumps(
-                    {
-                        "step": step + 1,
-                        "reward_mean": round(sum(stats.rewards) / len(stats.rewards), 4),
-                        "loss": round(stats.loss, 6),
-                        "kl": round(stats.kl, 6),
-                        "tokens": stats.num_tokens,
-                        "rollout_s": round(stats.rollout_seconds, 2),
-                        "train_s": round(stats.train_seconds, 2),
-                    }
-                ),
-                flush=True,
-            )
+    trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if hasattr(model, "merge_and_unload"):  # LoRA: fold the adapters in, so the folder is a plain policy
+        model = model.merge_and_unload()
+    policy.model = model
     out = save_checkpoint(
-        policy, config.output_dir, config=config, trainer="grpo", name=config.run_name, encoder=config.encoder
+        policy,
+        config.output_dir,
+        config=config,
+        trainer="grpo",
+        name=config.run_name,
+        encoder=config.encoder,
+        notes=f"TRL GRPOTrainer, {trainer.state.global_step} steps, reward set {config.reward_set}",
     )
-    return GRPOResult(out, steps)
+    return GRPOResult(out, list(trainer.state.log_history))
+
+
+def _run(argv: Optional[Sequence[str]]) -> GRPOResult:
+    config = parse_args(GRPOConfig, argv, prog="python -m training.grpo")
+    result = train_grpo(config)
+    print(json.dumps({"output_dir": str(result.output_dir), "rewards": [round(r, 4) for r in result.rewards]}))
+    return result
 
 
 def main(argv: Optional[Sequence[str]] = None) -> GRPOResult:
-    """``python -m training.grpo --config PATH [--field value ...]``."""
-    config = parse_args(GRPOConfig, argv, prog="python -m training.grpo")
-    result = train_grpo(config)
-    print(json.dumps({"output_dir": str(result.output_dir), "steps": len(result.steps)}))
-    return result
+    """``python -m training.grpo --config PATH [--field value ...]``; a ``VideoseekError`` exits 2 with one line."""
+    from training.common import run_cli
+
+    return run_cli(_run, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,56 +1,49 @@
-"""Train Soft Query Refinement (SQR): policy hidden state -> K soft tokens in the retriever's text encoder.
+"""Stage 1 of VideoSearch-R1: Soft Query Refinement trained jointly with the policy (LM + 0.3 x InfoNCE).
 
-VideoSearch-R1's idea, on our encoders: after the policy has looked at a retrieved moment, its
-last hidden state at a ``<REFINE>`` token is projected to ``K`` soft tokens of the retriever's
-text-token width; they are inserted into the retriever's own text encoder next to the query
-tokens (:meth:`agent_tools.encoders.OpenClipEncoder.encode_text_with_soft_tokens`), and the
-refined query vector searches the corpus again. Here the projector is trained with InfoNCE
-(``tau`` 0.1) against the positive moment's embedding and negatives.
+What one training row does (VideoSearch-R1's ``SoftRefineTrainer``, rebuilt on our pieces):
 
-The model side lives in the library, :mod:`agent_tools.policies.soft_refine`, so what is
-trained here is exactly what runs at inference (re-exported here):
+1. The policy reads the corpus verification conversation of the moment it was shown (the
+   corpus graph's own :func:`~agent_tools.graphs.corpus.verification_messages`) and is taught
+   its reply - reasoning and verdict, then ``<REFINE>`` - by the LM loss on the reply tokens.
+2. Its hidden state at ``<REFINE>`` (so: conditioned on its own reasoning and verdict) starts
+   the recurrent rollout of 8 latents (:func:`agent_tools.policies.soft_refine.rollout_latents`),
+   which become soft tokens inside the retriever's text encoder; the refined query is
+   :func:`~agent_tools.policies.soft_refine.refined_query`.
+3. InfoNCE (``tau`` 0.1) of the refined query against the positive moment and, per row, its
+   negatives: the moment it was shown, hard negatives re-mined from the moment bank at every
+   step (the ``negative_pool_size`` = 24 best-ranked wrong moments for the current refined
+   query, as ``hard_negative_refresh_steps 1`` does there), the other rows' positives
+   (in-batch) and the row's own listed negatives - each row keeps all of its own (no cutting
+   to the shortest list).
+4. Loss = LM + ``retrieval_loss_weight`` (0.3) x InfoNCE. Everything is trained: the policy
+   (full, or LoRA with ``<REFINE>``'s embedding as a trainable token), and the three SQR maps
+   at their own learning rate (``projector_lr`` 5e-5).
 
-- :class:`SoftQueryProjector` - Linear(H->D) -> LayerNorm -> GELU -> Linear(D->K*W), last layer
-  zero-initialised.
-- :func:`refined_query` - ``normalize(q + e(q, soft) - e(q, 0))``: the soft tokens' effect on
-  the encoder's output added to the plain query. Inserting K tokens moves the pooled
-  embedding even when they are zero (positions, attention), so ``e(q, 0)`` is subtracted: a
-  zero projector gives exactly the plain query, which is what zero-initialising the last
-  layer is for (training starts from the original query).
-- :func:`refine_hidden_state` - the policy's last hidden state at ``<REFINE>`` placed after the
-  corpus verification conversation (the two messages the corpus graph shows the policy)
-  and the generation prompt.
-- :class:`SoftRefiner` - ``refine_query_vector(messages, frames=...)`` for the corpus graph;
-  ``load_policy`` attaches it to checkpoints whose manifest says ``soft_refinement: true``.
-- :func:`load_projector` - read a saved projector back (what ``load_policy`` does).
+It runs on ``transformers.Trainer`` (accelerate / DeepSpeed launch, bf16, LR schedules,
+``save_steps`` + resume, ``report_to``, eval during training), with ``compute_loss`` ours because
+no library trains a latent rollout into a retriever. TRL's ``SFTTrainer`` adds nothing here: the
+batches are built by our collator (the graph's conversations with their frames).
 
-Trainer side (this module):
+Names: :class:`SQRExample`, :func:`load_sqr_examples`, :class:`MomentBank`, :func:`infonce_loss`,
+:func:`moment_vector`, :func:`ensure_refine_token`, :func:`corpus_conversation`,
+:class:`SQRConfig`, :class:`SQRResult`, :class:`SQRTrainer`, :func:`train_sqr`,
+:func:`recall_at_1` (held-out R@1, unrefined vs refined), :func:`main`
+(``python -m training.sqr --config training/configs/sqr_tiny.json``). Data rows:
+``{"query", "shown": M, "positive": M, "negatives": [M...], "reply": "<think>..</think><answer>not_matched</answer>"}``
+with ``M = {"video", "start", "end"}``. The learnable toy task is :mod:`training.sqr_toy`.
 
-- :func:`infonce_loss` - ``-log softmax([q.v_pos, q.v_neg...] / tau)[0]``.
-- :func:`moment_vector` - a moment's embedding: mean of its stored frame embeddings, unit norm.
-- :func:`ensure_refine_token` - add ``<REFINE>`` to the tokenizer (embeddings resized).
-- :func:`corpus_conversation` - the verification conversation for one moment.
-- :class:`SQRExample`, :func:`load_sqr_examples`, :class:`SQRConfig`, :func:`train_sqr`,
-  :func:`save_projector`, :func:`main`
-  (``python -m training.sqr --config training/configs/sqr_tiny.json``).
-
-The checkpoint is the policy (``<REFINE>`` added) + ``sqr_projector.safetensors`` +
-``sqr_config.json`` (sizes, encoder, tau), with ``soft_refinement: true`` in
-``videoseek_policy.json``.
-
-Usage::
-
-    result = train_sqr(SQRConfig(model="runs/grpo", data="sqr.jsonl", output_dir="runs/sqr"))
-    policy = load_policy("runs/sqr")               # policy.refine_query_vector is attached
+The checkpoint: the policy (``<REFINE>`` added, LoRA merged) + ``sqr_projector.safetensors`` +
+``sqr_config.json`` (sizes, tau, and the retriever's fingerprint) and ``soft_refinement: true``
+in ``videoseek_policy.json``; ``load_policy`` attaches the refiner.
 """
 
 from __future__ import annotations
 
 import json
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import torch
 
@@ -60,58 +53,65 @@ from agent_tools.policies.soft_refine import (
     SoftQueryProjector,
     SoftRefiner,
     load_projector,
-    refine_hidden_state,
     refined_query,
+    save_projector,
 )
-from training.common import prepare_run, save_checkpoint
 from training.config import parse_args
 from training.data import iter_jsonl
 from training.errors import TrainingConfigError, TrainingDataError
 from training.rewards import REFINE_TAU, REFINE_TOKEN
 
 __all__ = [
-    "SQR_WEIGHTS_NAME",
     "SQR_CONFIG_NAME",
-    "SoftQueryProjector",
-    "refined_query",
-    "ensure_refine_token",
-    "corpus_conversation",
-    "refine_hidden_state",
-    "infonce_loss",
-    "moment_vector",
-    "SQRExample",
-    "load_sqr_examples",
+    "SQR_WEIGHTS_NAME",
+    "Moment",
+    "MomentBank",
     "SQRConfig",
+    "SQRExample",
     "SQRResult",
-    "train_sqr",
-    "save_projector",
-    "load_projector",
+    "SQRTrainer",
+    "SoftQueryProjector",
     "SoftRefiner",
+    "corpus_conversation",
+    "ensure_refine_token",
+    "infonce_loss",
+    "load_projector",
+    "load_sqr_examples",
     "main",
+    "moment_vector",
+    "recall_at_1",
+    "refined_query",
+    "save_projector",
+    "train_sqr",
 ]
+
+Moment = tuple[str, float, float]
+DEFAULT_REPLY = "<think>The frames do not show what the query asks for.</think><answer>not_matched</answer>"
 
 
 def ensure_refine_token(policy: Any, token: str = REFINE_TOKEN) -> int:
-    """Add ``token`` to the policy's tokenizer as a special token (resizing the embeddings).
+    """Add ``token`` to the policy's tokenizer as one added token (resizing the embeddings).
+
+    Not a *special* token: decoding with ``skip_special_tokens=True`` (TRL's completions, the
+    policy's replies) keeps ``<REFINE>`` in the text, where the refine-presence reward and
+    the graph look for it.
 
     Returns:
         Its id.
     """
+    from tokenizers import AddedToken
+
     tok = policy.tokenizer
     if token not in tok.get_vocab():
-        tok.add_tokens([token], special_tokens=True)
+        tok.add_tokens([AddedToken(token, special=False, normalized=False, single_word=False)])
         policy.model.resize_token_embeddings(len(tok), mean_resizing=False)
     return int(tok.convert_tokens_to_ids(token))
 
 
 def corpus_conversation(
-    query: str, video: str, start: float, end: float, *, frames: int = 4, video_id: Optional[str] = None
+    query: str, video: str, start: float, end: float, *, frames: int = 4, video_id: str | None = None
 ) -> list[dict]:
-    """The verification conversation the corpus graph shows the policy for one moment.
-
-    The graph's own builder (:func:`agent_tools.graphs.corpus.verification_messages`), so the
-    projector trains on exactly the input it gets at inference.
-    """
+    """The verification conversation the corpus graph shows the policy for one moment (the graph's builder)."""
     from agent_tools.graphs.corpus import verification_messages
 
     return verification_messages(query, video, start, end, num_frames=frames, video_id=video_id)
@@ -120,7 +120,7 @@ def corpus_conversation(
 def infonce_loss(
     q: torch.Tensor, v_pos: torch.Tensor, v_negs: torch.Tensor, tau: float = REFINE_TAU
 ) -> torch.Tensor:
-    """InfoNCE of unit queries against their positive and negatives.
+    """InfoNCE of unit queries against their positive and a fixed number of negatives.
 
     Args:
         q: ``(B, D)`` queries.
@@ -160,16 +160,18 @@ class SQRExample:
         query: The original query text.
         shown: ``(video, start, end)`` of the moment the policy verified (and rejected).
         positive: ``(video, start, end)`` of the right moment.
-        negatives: Other moments.
+        negatives: Other moments (the row's initial hard negatives; may be empty).
+        reply: The policy's target reply (reasoning + verdict); ``<REFINE>`` is appended.
     """
 
     query: str
-    shown: tuple[str, float, float]
-    positive: tuple[str, float, float]
-    negatives: list[tuple[str, float, float]]
+    shown: Moment
+    positive: Moment
+    negatives: list[Moment] = field(default_factory=list)
+    reply: str = DEFAULT_REPLY
 
 
-def _moment(value: Any, where: str, base: Path) -> tuple[str, float, float]:
+def _moment(value: Any, where: str, base: Path) -> Moment:
     try:
         video = Path(value["video"]).expanduser()
         if not video.is_absolute():
@@ -180,9 +182,10 @@ def _moment(value: Any, where: str, base: Path) -> tuple[str, float, float]:
 
 
 def load_sqr_examples(path: str | Path) -> list[SQRExample]:
-    """Read JSONL rows ``{"query", "shown": moment, "positive": moment, "negatives": [moment, ...]}``.
+    """Read JSONL rows ``{"query", "shown", "positive", "negatives", "reply"}`` (moments as ``{video, start, end}``).
 
-    ``shown`` (the moment the policy verified) may be left out; it is then the positive.
+    ``shown`` defaults to the positive, ``negatives`` to none (the bank supplies them), ``reply``
+    to a generic not-matched verdict.
 
     Raises:
         TrainingDataError: On a missing or empty file or a malformed row (names the line).
@@ -190,15 +193,18 @@ def load_sqr_examples(path: str | Path) -> list[SQRExample]:
     p = Path(path)
     out = []
     for where, row in iter_jsonl(p):
-        negs = row.get("negatives") or []
-        if not isinstance(row.get("query"), str) or not negs:
-            raise TrainingDataError(f"{where}: needs a 'query' string and at least one negative")
+        if not isinstance(row.get("query"), str) or not row["query"].strip() or row.get("positive") is None:
+            raise TrainingDataError(f"{where}: needs a non-empty 'query' string and a 'positive' moment")
+        reply = row.get("reply", DEFAULT_REPLY)
+        if not isinstance(reply, str):
+            raise TrainingDataError(f"{where}: 'reply' must be a string (the policy's reasoning and verdict)")
         out.append(
             SQRExample(
                 row["query"],
-                _moment(row.get("shown", row.get("positive")), where, p.parent),
-                _moment(row.get("positive"), where, p.parent),
-                [_moment(n, where, p.parent) for n in negs],
+                _moment(row.get("shown", row["positive"]), where, p.parent),
+                _moment(row["positive"], where, p.parent),
+                [_moment(n, where, p.parent) for n in row.get("negatives") or []],
+                reply.replace(REFINE_TOKEN, ""),
             )
         )
     if not out:
@@ -206,184 +212,167 @@ def load_sqr_examples(path: str | Path) -> list[SQRExample]:
     return out
 
 
+class MomentBank:
+    """The moments negatives are mined from and R@1 is ranked over, with their vectors.
+
+    Args:
+        moments: ``(video, start, end)`` moments (duplicates merged).
+        vectors: ``(N, D)`` unit vectors, one per moment.
+    """
+
+    def __init__(self, moments: Sequence[Moment], vectors: torch.Tensor):
+        self.moments = list(moments)
+        self.vectors = torch.nn.functional.normalize(torch.as_tensor(vectors, dtype=torch.float32), dim=-1)
+        self.index = {self.key(m): i for i, m in enumerate(self.moments)}
+
+    @staticmethod
+    def key(m: Moment) -> tuple[str, float, float]:
+        return (str(m[0]), round(float(m[1]), 3), round(float(m[2]), 3))
+
+    @classmethod
+    def from_examples(
+        cls, searcher: Any, examples: Sequence[SQRExample], extra: Sequence[Moment] = ()
+    ) -> MomentBank:
+        """Every moment the examples mention (and ``extra``), embedded as :func:`moment_vector`."""
+        seen: dict[tuple, Moment] = {}
+        for ex in examples:
+            for m in (ex.positive, ex.shown, *ex.negatives):
+                seen.setdefault(cls.key(m), m)
+        for m in extra:
+            seen.setdefault(cls.key(m), m)
+        moments = list(seen.values())
+        return cls(moments, torch.stack([moment_vector(searcher, *m) for m in moments]))
+
+    def id(self, m: Moment) -> int:
+        return self.index[self.key(m)]
+
+    def mine(self, q: torch.Tensor, exclude: int, k: int) -> list[int]:
+        """The ``k`` best-ranked moments for ``q`` other than ``exclude`` (online hard negatives)."""
+        sims = self.vectors @ q.detach().float().cpu()
+        sims[exclude] = -float("inf")
+        k = min(k, len(self.moments) - 1)
+        return torch.topk(sims, k).indices.tolist() if k > 0 else []
+
+
 @dataclass
 class SQRConfig:
-    """Train the soft-query-refinement projector with InfoNCE."""
+    """Stage-1 SQR: the policy and the SQR maps trained with LM + 0.3 x InfoNCE."""
 
-    model: str = field(
-        metadata={"help": "Policy checkpoint (the projector reads its hidden state at <REFINE>)."}
-    )
-    data: str = field(
-        metadata={"help": "JSONL: query, shown / positive moments, negatives ({video, start, end})."}
-    )
+    model: str = field(metadata={"help": "Policy checkpoint (SFT or base)."})
+    data: str = field(metadata={"help": "JSONL rows: query, shown, positive, negatives, reply."})
     output_dir: str = field(
-        metadata={"help": "Checkpoint directory: the policy (with <REFINE>) + sqr_projector.safetensors."}
+        metadata={"help": "Checkpoint: policy (<REFINE> added) + sqr_projector.safetensors."}
     )
     encoder: str = field(
         default="siglip-b16",
+        metadata={"help": "Retriever encoder (the corpus index's) receiving the soft tokens."},
+    )
+    eval_data: str | None = field(
+        default=None, metadata={"help": "Held-out JSONL: R@1 unrefined vs refined."}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Frame-embedding cache."})
+    device: str = field(default="cpu", metadata={"help": "Torch device for a single-process run."})
+    num_tokens: int = field(default=8, metadata={"help": "Rollout depth = soft tokens (VideoSearch-R1: 8)."})
+    tau: float = field(default=REFINE_TAU, metadata={"help": "InfoNCE temperature (VideoSearch-R1: 0.1)."})
+    retrieval_loss_weight: float = field(
+        default=0.3, metadata={"help": "Weight of InfoNCE next to LM (0.3)."}
+    )
+    negative_pool_size: int = field(default=24, metadata={"help": "Hard negatives re-mined each step (24)."})
+    ambiguous_negative_margin: float | None = field(
+        default=None,
         metadata={
-            "help": "Retriever encoder whose text tower receives the soft tokens (must be the corpus index's)."
+            "help": "Drop negatives the original query scores within this margin of the positive (script: 0.0005; None: keep all)."
         },
     )
-    cache_dir: Optional[str] = field(default=None, metadata={"help": "Frame-embedding cache."})
-    device: str = field(default="cpu", metadata={"help": "Torch device."})
-    num_tokens: int = field(default=8, metadata={"help": "Soft tokens K (VideoSearch-R1: 8)."})
-    proj_dim: Optional[int] = field(
-        default=None, metadata={"help": "Projector inner width D (default: the text width)."}
-    )
-    tau: float = field(
-        default=REFINE_TAU, metadata={"help": "InfoNCE temperature (VideoSearch-R1's script: 0.1)."}
-    )
     learning_rate: float = field(
-        default=5e-5, metadata={"help": "Projector learning rate (VideoSearch-R1: 5e-5)."}
+        default=2e-5, metadata={"help": "Policy learning rate (VideoSearch-R1: 2e-5)."}
     )
-    tune_policy: bool = field(
-        default=False, metadata={"help": "Also back-propagate into the policy (off: the policy is frozen)."}
+    projector_lr: float = field(
+        default=5e-5, metadata={"help": "SQR maps' learning rate (VideoSearch-R1: 5e-5)."}
     )
+    use_gate: bool = field(
+        default=False, metadata={"help": "Sigmoid gate on the latents (the reference: off)."}
+    )
+    tune_vision: bool = field(
+        default=False,
+        metadata={"help": "Also train the vision tower (VideoSearch-R1: TUNE_MM_VISION False)."},
+    )
+    lora_r: int = field(default=0, metadata={"help": "LoRA rank (0: tune the full policy)."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
+    lora_target_modules: str = field(default="all-linear", metadata={"help": "LoRA target modules."})
     verify_frames: int = field(
         default=4, metadata={"help": "Frames of the shown moment, as in the corpus graph."}
     )
-    batch_size: int = field(default=4, metadata={"help": "Examples per step."})
+    batch_size: int = field(default=4, metadata={"help": "Rows per device per step."})
+    gradient_accumulation_steps: int = field(
+        default=1, metadata={"help": "Micro-batches per optimizer step."}
+    )
     max_steps: int = field(default=200, metadata={"help": "Optimizer steps."})
+    lr_scheduler_type: str = field(default="constant", metadata={"help": "transformers LR schedule."})
+    warmup_ratio: float = field(default=0.0, metadata={"help": "Warm-up fraction."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping."})
+    bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (GPU)."})
+    deepspeed: str | None = field(
+        default=None, metadata={"help": "DeepSpeed JSON config (training/launch/)."}
+    )
+    save_steps: int = field(default=0, metadata={"help": "Mid-run checkpoints every N steps (0: none)."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Mid-run checkpoints kept."})
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "Trainer checkpoint to resume."}
+    )
+    eval_steps: int = field(default=0, metadata={"help": "Held-out R@1 every N steps (0: at the end only)."})
+    eval_generate: bool = field(
+        default=True,
+        metadata={"help": "Evaluate on the policy's own generated reply (else the target reply)."},
+    )
+    eval_max_new_tokens: int = field(default=48, metadata={"help": "Reply budget when evaluating."})
+    report_to: str = field(default="none", metadata={"help": "Trainer report_to (none, tensorboard, wandb)."})
     seed: int = field(default=0, metadata={"help": "Seed."})
-    logging_steps: int = field(default=10, metadata={"help": "Print the loss every N steps (0: silent)."})
-    run_name: Optional[str] = field(default=None, metadata={"help": "Manifest name."})
+    logging_steps: int = field(default=10, metadata={"help": "Log every N steps (0: silent)."})
+    run_name: str | None = field(default=None, metadata={"help": "Manifest name."})
 
     def __post_init__(self) -> None:
-        for name in ("num_tokens", "batch_size", "max_steps", "verify_frames"):
+        for name in ("num_tokens", "batch_size", "max_steps", "verify_frames", "gradient_accumulation_steps"):
             if int(getattr(self, name)) < 1:
                 raise TrainingConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.tau <= 0 or self.learning_rate <= 0:
-            raise TrainingConfigError("tau and learning_rate must be > 0")
+        if self.tau <= 0 or self.learning_rate <= 0 or self.projector_lr <= 0:
+            raise TrainingConfigError("tau, learning_rate and projector_lr must be > 0")
+        if self.retrieval_loss_weight < 0 or self.negative_pool_size < 1:
+            raise TrainingConfigError("retrieval_loss_weight must be >= 0 and negative_pool_size >= 1")
 
 
 @dataclass
 class SQRResult:
-    """Checkpoint directory, the projector, and the loss of each step."""
+    """Checkpoint directory, the SQR maps, per-step logs and the held-out recall."""
 
     output_dir: Path
     projector: SoftQueryProjector
     losses: list[float]
-    step_seconds: list[float]
+    lm_losses: list[float]
+    infonce_losses: list[float]
+    eval: dict[str, float]
+    history: list[dict[str, float]]
+    eval_history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
 
 
-def train_sqr(
-    config: SQRConfig,
-    *,
-    searcher: Any = None,
-    policy: Any = None,
-    examples: Optional[Sequence[SQRExample]] = None,
-) -> SQRResult:
-    """Train the projector (and optionally the policy) and save the checkpoint.
-
-    Args:
-        config: The recipe.
-        searcher: ``TemporalSearcher`` over ``config.encoder`` (frames and moment embeddings).
-        policy: The policy (default: loaded from ``config.model``).
-        examples: Training examples (default: read from ``config.data``).
-
-    Returns:
-        The :class:`SQRResult`.
-    """
-    searcher, policy = prepare_run(config, searcher=searcher, policy=policy)
-    encoder = searcher.encoder
-    data = list(examples) if examples is not None else load_sqr_examples(config.data)
-    rid = ensure_refine_token(policy)
-    policy.model.train(config.tune_policy)
-    policy.model.requires_grad_(config.tune_policy)
-    hidden = int(policy.model.config.get_text_config().hidden_size)
-    proj = SoftQueryProjector(hidden, encoder.text_width, config.num_tokens, config.proj_dim).to(
-        policy.model.device
-    )
-    params = list(proj.parameters()) + (list(policy.model.parameters()) if config.tune_policy else [])
-    opt = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
-
-    convs = [corpus_conversation(ex.query, *ex.shown, frames=config.verify_frames) for ex in data]
-    pos = torch.stack([moment_vector(searcher, *ex.positive) for ex in data])
-    n_neg = min(len(ex.negatives) for ex in data)
-    negs = torch.stack(
-        [torch.stack([moment_vector(searcher, *m) for m in ex.negatives[:n_neg]]) for ex in data]
-    )
-    frozen_h: dict[int, torch.Tensor] = {}
-
-    def hidden_of(i: int) -> torch.Tensor:
-        if config.tune_policy:
-            return refine_hidden_state(policy, convs[i], searcher.frames, refine_id=rid)
-        if i not in frozen_h:  # a frozen policy gives the same state every time
-            with torch.no_grad():
-                frozen_h[i] = refine_hidden_state(policy, convs[i], searcher.frames, refine_id=rid)
-        return frozen_h[i]
-
-    gen = torch.Generator().manual_seed(config.seed)
-    losses, times = [], []
-    for step in range(config.max_steps):
-        t0 = time.perf_counter()
-        idx = torch.randperm(len(data), generator=gen)[: config.batch_size].tolist()
-        h = torch.stack([hidden_of(i) for i in idx])
-        q = refined_query(encoder, [data[i].query for i in idx], proj(h))
-        loss = infonce_loss(q, pos[idx], negs[idx], config.tau)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-        times.append(time.perf_counter() - t0)
-        if config.logging_steps and (step + 1) % config.logging_steps == 0:
-            print(
-                json.dumps(
-                    {"step": step + 1, "infonce": round(losses[-1], 4), "seconds": round(times[-1], 3)}
-                ),
-                flush=True,
-            )
-    policy.model.requires_grad_(True)
-    out = save_checkpoint(
-        policy,
-        config.output_dir,
-        config=config,
-        trainer="sqr",
-        name=config.run_name,
-        encoder=config.encoder,
-        soft_refinement=True,
-    )
-    save_projector(proj, out, encoder=config.encoder, tau=config.tau)
-    return SQRResult(out, proj, losses, times)
+from training.sqr_trainer import SQRTrainer, recall_at_1, train_sqr
 
 
-def save_projector(
-    projector: SoftQueryProjector,
-    directory: str | Path,
-    *,
-    encoder: Optional[str] = None,
-    tau: float = REFINE_TAU,
-) -> Path:
-    """Write ``sqr_projector.safetensors`` and ``sqr_config.json`` into ``directory``."""
-    from safetensors.torch import save_file
+def main(argv: Sequence[str] | None = None) -> SQRResult:
+    """``python -m training.sqr --config PATH [--field value ...]``; a ``VideoseekError`` ends in one line."""
+    import sys
 
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    save_file(
-        {k: v.detach().contiguous().cpu() for k, v in projector.state_dict().items()},
-        str(d / SQR_WEIGHTS_NAME),
-    )
-    meta = dict(
-        projector.config(), encoder=encoder, tau=tau, refine_token=REFINE_TOKEN, format="videoseek-sqr-v1"
-    )
-    (d / SQR_CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
-    return d
+    from agent_tools.errors import VideoseekError
 
-
-def main(argv: Optional[Sequence[str]] = None) -> SQRResult:
-    """``python -m training.sqr --config PATH [--field value ...]``."""
     config = parse_args(SQRConfig, argv, prog="python -m training.sqr")
-    result = train_sqr(config)
-    print(
-        json.dumps(
-            {
-                "output_dir": str(result.output_dir),
-                "first_loss": result.losses[0],
-                "last_loss": result.losses[-1],
-            }
-        )
-    )
+    try:
+        result = train_sqr(config)
+    except VideoseekError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(json.dumps({"output_dir": str(result.output_dir), "loss": result.losses[-1], **result.eval}))
     return result
 
 

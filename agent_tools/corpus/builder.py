@@ -28,7 +28,16 @@ Incremental: a file whose size and mtime match its row (and whose shard is whole
 without reading; otherwise its content fingerprint decides (same → skipped, different →
 re-indexed under a new id). A damaged shard is re-indexed; until then searches skip its video.
 Files gone from a scanned folder are removed. A file that cannot be read is recorded as
-``failed`` with the reason, and the run goes on.
+``failed`` with the reason, and the run goes on - whatever its name (names that are not UTF-8
+are stored as bytes by the catalog; reports and progress show them with ``\\xNN`` escapes).
+
+Damage on disk is never answered silently: catalog rows carry checksums (the catalog raises
+``IndexCorruptError``); ``vectors/checksums.json`` holds the digests of the FAISS files, and a
+mismatch rebuilds the vector index from the shards (``update`` then writes it back whole);
+a shard whose zip CRC fails raises ``IndexCorruptError`` and is marked ``<shard>.damaged`` so
+the next ``update`` re-indexes its video. A folder whose ``catalog.sqlite`` was lost is
+rebuilt in place (its ``.write.lock`` and old vector files are not "foreign"). Opening
+``read_only`` never creates an index.
 
 Usage::
 
@@ -41,10 +50,10 @@ Usage::
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
+import stat
 import threading
 import time
 import zipfile
@@ -55,9 +64,11 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import faiss
 import numpy as np
+from filelock import FileLock, Timeout
 
 from agent_tools.corpus._io import atomic_write, clean_tmp
 from agent_tools.corpus.catalog import Catalog
+from agent_tools.display import display_path
 from agent_tools.corpus.vector_index import COMPACT_FRACTION, DELTA_MAX, FLAT_MAX, KINDS, VectorIndex
 from agent_tools.errors import (
     IndexCorruptError,
@@ -76,6 +87,8 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "segment_windows",
     "pool_segments",
+    "MISSING_REASON",
+    "DAMAGED_SUFFIX",
 ]
 
 log = logging.getLogger(__name__)
@@ -106,6 +119,24 @@ DEFAULT_STRIDE_S = 2.0
 """Segment stride: half a window, so every moment is covered by a well-centred segment."""
 SHARD_CACHE_BYTES = 512 * 2**20
 """Memory for recently searched videos' frame embeddings (float32): ~70 hours of video at 2 fps, 512-d."""
+DAMAGED_SUFFIX = ".damaged"
+"""``shards/<shard>.damaged`` marks a shard a reader found damaged; the next update re-indexes it."""
+MISSING_REASON = "no such file or directory"
+"""The ``BuildReport.failed`` reason of a path named on the command line that does not exist."""
+_OWN_FILES = frozenset(
+    {
+        "shards",
+        "vectors",
+        ".write.lock",
+        "catalog.sqlite-wal",
+        "catalog.sqlite-shm",
+        "catalog.sqlite-journal",
+        "speech.sqlite",  # the speech index beside the visual one (agent_tools.speech)
+        "speech.sqlite-wal",
+        "speech.sqlite-shm",
+    }
+)
+"""What an index folder may hold besides ``catalog.sqlite`` (a lost catalog is rebuilt in place)."""
 _META_KEYS = ("encoder", "encoder_key", "dim", "sample_fps", "window_s", "stride_s", "kind", "roots")
 """The index settings kept in the catalog's ``meta`` table."""
 
@@ -206,18 +237,16 @@ def _check_encoder(index_dir: Path, meta: dict, encoder: Any) -> None:
 
 
 class _WriteLock:
-    """Exclusive ``flock`` on ``<index>/.write.lock`` for the duration of an update."""
+    """Exclusive lock on ``<index>/.write.lock`` (:mod:`filelock`, any OS) for the duration of an update."""
 
     def __init__(self, folder: Path):
         self.path = folder / ".write.lock"
-        self.fh = None
+        self.lock = FileLock(str(self.path))
 
     def __enter__(self):
-        self.fh = open(self.path, "a+")
         try:
-            fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.fh.close()
+            self.lock.acquire(timeout=0)
+        except Timeout:
             raise InvalidArgumentError(
                 f"the index {self.path.parent} is being updated by another process; "
                 "wait for it to finish or pass a different --index directory"
@@ -225,8 +254,7 @@ class _WriteLock:
         return self
 
     def __exit__(self, *exc):
-        fcntl.flock(self.fh.fileno(), fcntl.LOCK_UN)
-        self.fh.close()
+        self.lock.release()
 
 
 class CorpusIndex:
@@ -260,6 +288,9 @@ class CorpusIndex:
         delta_max: int = DELTA_MAX,
         flat_max: int = FLAT_MAX,
         read_only: bool = False,
+        check: bool = False,
+        backend: Optional[str] = None,
+        milvus_uri: Optional[str] = None,
     ) -> "CorpusIndex":
         """Open (or create) an index directory and reconcile its FAISS files with its catalog.
 
@@ -279,7 +310,15 @@ class CorpusIndex:
             flat_max: ``auto`` switches from exact to IVF above this many vectors.
             read_only: Memory-map a large IVF index instead of reading it (a 1M-vector index opens
                 in well under a second instead of seconds); ``update`` and ``remove`` are then
-                refused. For one-off searches (the CLI) and servers that do not build.
+                refused. For one-off searches (the CLI) and servers that do not build. A
+                read-only open of a folder without an index is an error (nothing is created).
+            check: Run SQLite's ``quick_check`` over the catalog first (reads it once; servers
+                do this so a damaged catalog is reported when it is opened, not mid-search).
+            backend: Vector backend of a new index: ``faiss`` (default) or ``milvus`` (default:
+                ``VIDEOSEEK_VECTOR_BACKEND``); recorded in the catalog, so later opens use the
+                index's own (see :mod:`agent_tools.corpus.backends`).
+            milvus_uri: Milvus URI of a new ``milvus`` index (Milvus Lite ``*.db`` file or
+                ``http://host:19530``; default ``VIDEOSEEK_MILVUS_URI``, else ``vectors/milvus.db``).
 
         Returns:
             The opened index.
@@ -288,6 +327,7 @@ class CorpusIndex:
             InvalidArgumentError: Bad ``kind``, or an encoder different from the index's.
             EncoderUnavailableError: An encoder name that cannot be loaded.
             IndexCorruptError: A catalog that cannot be read.
+            InvalidArgumentError: ``read_only`` and no index in ``index_dir``.
         """
         from agent_tools.config import get_settings
 
@@ -295,10 +335,16 @@ class CorpusIndex:
         index_dir = Path(index_dir).expanduser() if index_dir else settings.index_dir
         if index_dir.exists() and not index_dir.is_dir():
             raise InvalidArgumentError(f"index path {index_dir} is a file; pass a directory for --index")
+        has_catalog = (index_dir / "catalog.sqlite").is_file()
+        if read_only and not has_catalog:
+            raise InvalidArgumentError(
+                f"there is no corpus index at {index_dir}; build one with `videoseek index PATH... "
+                f"--index {index_dir}` (or check the --index / VIDEOSEEK_INDEX_DIR spelling)"
+            )
         if (
             index_dir.is_dir()
-            and not (index_dir / "catalog.sqlite").exists()
-            and any(p.name not in ("shards", "vectors") for p in index_dir.iterdir())
+            and not has_catalog
+            and any(p.name not in _OWN_FILES for p in index_dir.iterdir())
         ):
             raise InvalidArgumentError(
                 f"{index_dir} holds other files and no corpus index; "
@@ -314,7 +360,25 @@ class CorpusIndex:
             encoder = load_encoder(encoder, device=settings.device)
         for sub in ("shards", "vectors"):
             (index_dir / sub).mkdir(parents=True, exist_ok=True)
+        if not has_catalog:  # a WAL left by a lost catalog must not be replayed into the new one
+            for name in ("catalog.sqlite-wal", "catalog.sqlite-shm", "catalog.sqlite-journal"):
+                (index_dir / name).unlink(missing_ok=True)
         catalog = Catalog(index_dir / "catalog.sqlite")
+        if check:
+            try:
+                catalog.check()
+            except IndexCorruptError:
+                catalog.close()
+                raise
+        if not has_catalog:
+            # A new catalog over old vector files (the catalog was lost): their ids mean nothing
+            # now and would collide with the ids the new catalog hands out. Shards are dropped by
+            # the next update's cleanup; the frame-embedding cache makes the rebuild fast.
+            for name in ("main.faiss", "delta.faiss", "checksums.json"):
+                stale = index_dir / "vectors" / name
+                if stale.exists():
+                    log.warning("no catalog beside %s; discarding it and rebuilding the index", stale)
+                    stale.unlink()
 
         meta = {k: catalog.get_meta(k) for k in _META_KEYS}
         if meta["encoder_key"] is None:
@@ -357,7 +421,15 @@ class CorpusIndex:
                     flat_max=flat_max,
                 )
             except IndexCorruptError as exc:
-                log.warning("%s; rebuilding the vector index from the shards", exc)
+                log.warning("%s", exc)
+        from agent_tools.corpus.backends import open_backend, resolve_backend
+
+        meta["backend"] = resolve_backend(catalog, backend, read_only=read_only or not meta["dim"])
+        if meta["backend"] != "faiss" and meta["dim"]:  # e.g. Milvus: the catalog stays the truth
+            vectors = open_backend(
+                meta["backend"], index_dir, catalog, meta["dim"], kind=meta["kind"], milvus_uri=milvus_uri,
+                read_only=read_only, delta_max=delta_max, flat_max=flat_max,
+            )
         if store is None and encoder is not None:
             from agent_tools.store import FrameEmbeddingStore
 
@@ -389,8 +461,9 @@ class CorpusIndex:
             catalog.close()
 
     def close(self) -> None:
-        """Close the catalog connection."""
+        """Close the catalog connection (and a vector backend's client)."""
         self.catalog.close()
+        getattr(self.vectors, "close", lambda: None)()
 
     def __enter__(self) -> "CorpusIndex":
         return self
@@ -467,9 +540,13 @@ class CorpusIndex:
         return self.index_dir / "shards" / name
 
     def _shard_ok(self, name: str) -> bool:
-        """Whether the shard file is there and whole (a cheap check of the zip's directory)."""
+        """Whether the shard file is there and whole (a cheap check of the zip's directory) and no
+        reader found its contents damaged (``<shard>.damaged``, left by :meth:`_read_shard`)."""
         p = self._shard_path(name)
-        return p.is_file() and zipfile.is_zipfile(p)
+        return p.is_file() and zipfile.is_zipfile(p) and not self._damage_mark(name).exists()
+
+    def _damage_mark(self, name: str) -> Path:
+        return self._shard_path(name + DAMAGED_SUFFIX)
 
     def _read_shard(self, name: str) -> Shard:
         with self._shard_lock:
@@ -489,7 +566,11 @@ class CorpusIndex:
                 )
         except OSError:  # gone: removed or re-indexed by another process meanwhile
             raise
-        except Exception as exc:  # a damaged file (bad zip, missing array): say which, and the fix
+        except Exception as exc:  # a damaged file (bad zip, bad CRC, missing array): say which, and the fix
+            try:  # tell the next `videoseek index` to re-index this video (readers may mark too)
+                self._damage_mark(name).touch()
+            except OSError:
+                pass
             raise IndexCorruptError(
                 f"shard {self._shard_path(name)} is damaged ({type(exc).__name__}: {exc}); "
                 "run `videoseek index` on the video again to re-index it"
@@ -543,6 +624,17 @@ class CorpusIndex:
         """
         row = self._resolve_row(id_or_path)
         return self.catalog.record(video_id=row["video_id"])
+
+    def video_path(self, id_or_path: str | os.PathLike) -> str:
+        """The file path of an indexed video as the file system gives it, to open the file.
+
+        :class:`VideoRecord` ``.path`` is for showing: a name that is not UTF-8 appears there
+        with ``\\xNN`` escapes. This is the path that opens.
+
+        Raises:
+            UnknownVideoError: Not in the catalog.
+        """
+        return self._resolve_row(id_or_path)["path"]
 
     def list_videos(self, status: Optional[str] = None) -> list[VideoRecord]:
         """Videos in the catalog, by path, optionally only ``pending``, ``indexed`` or ``failed``.
@@ -625,7 +717,7 @@ class CorpusIndex:
                 files[str(p)] = p
             else:
                 gone.append(p)
-                missing[str(p)] = "no such file or directory"
+                missing[str(p)] = MISSING_REASON
         return list(files.values()), roots, gone, missing
 
     def update(
@@ -668,21 +760,25 @@ class CorpusIndex:
                 matched.update(str(g) for g in hits)
                 if hits or any(p.is_relative_to(r) for r in roots):
                     doomed.append(row)
-            report.failed.update({k: v for k, v in missing.items() if k not in matched})
+            report.failed.update({display_path(k): v for k, v in missing.items() if k not in matched})
             if doomed:
                 self._remove_rows(doomed)
-                report.removed = [r["path"] for r in doomed]
+                report.removed = [display_path(r["path"]) for r in doomed]
                 for r in doomed:
-                    emit(BuildProgress("removed", path=r["path"]))
+                    emit(BuildProgress("removed", path=display_path(r["path"])))
 
             todo: list[tuple[Path, Optional[dict], int, int]] = []
+            by_path = {r["path"]: r for r in self.catalog.rows()}  # one verified scan, not one query per file
             for f in files:
                 try:
                     st = f.stat()
                 except OSError as exc:
-                    report.failed[str(f)] = f"cannot stat file ({exc.strerror})"
+                    report.failed[display_path(str(f))] = f"cannot stat file ({exc.strerror})"
                     continue
-                row = self.catalog.row(path=str(f))
+                if not stat.S_ISREG(st.st_mode):  # a FIFO would block the reader; a device is endless
+                    report.failed[display_path(str(f))] = "not a regular file (a FIFO, device or socket)"
+                    continue
+                row = by_path.get(str(f))
                 if (
                     row is not None
                     and row["status"] == "indexed"
@@ -698,7 +794,7 @@ class CorpusIndex:
                     and not retry_failed
                     and (row["size_bytes"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns)
                 ):
-                    report.failed[str(f)] = row["error"] or "failed"
+                    report.failed[display_path(str(f))] = row["error"] or "failed"
                     continue
                 todo.append((f, row, st.st_size, st.st_mtime_ns))
             for f, row, size, mtime_ns in todo:  # new files show as pending until indexed
@@ -745,7 +841,8 @@ class CorpusIndex:
         from agent_tools.store import fingerprint_file
 
         path = str(f)
-        emit(BuildProgress("start", path=path, position=pos, total=total))
+        shown = display_path(path)  # what reports, progress and logs carry (always printable)
+        emit(BuildProgress("start", path=shown, position=pos, total=total))
         fp: Optional[str] = None
         try:
             fp = fingerprint_file(f)
@@ -757,14 +854,14 @@ class CorpusIndex:
             ):
                 self.catalog.touch(row["video_id"], size, mtime_ns)
                 report.unchanged += 1
-                emit(BuildProgress("done", path=path, position=pos, total=total, message="unchanged"))
+                emit(BuildProgress("done", path=shown, position=pos, total=total, message="unchanged"))
                 return
 
             def on_frames(done: int, total_frames: int) -> None:
                 emit(
                     BuildProgress(
                         "frames",
-                        path=path,
+                        path=shown,
                         position=pos,
                         total=total,
                         done_frames=done,
@@ -776,16 +873,21 @@ class CorpusIndex:
             self.ingest(path, fe, size_bytes=size, mtime_ns=mtime_ns)
         except Exception as exc:  # a bad file never stops the build: it is recorded as failed, with why
             reason = exc.reason if isinstance(exc, VideoReadError) else f"{type(exc).__name__}: {exc}"
-            log.warning("failed to index %s: %s", path, reason, exc_info=not isinstance(exc, VideoseekError))
-            self._mark_failed(path, fp, size, mtime_ns, reason)
-            report.failed[path] = reason
-            emit(BuildProgress("failed", path=path, position=pos, total=total, message=reason))
+            log.warning("failed to index %s: %s", shown, reason, exc_info=not isinstance(exc, VideoseekError))
+            try:
+                self._mark_failed(path, fp, size, mtime_ns, reason)
+            except IndexCorruptError:
+                raise
+            except Exception as mark_exc:  # noqa: BLE001 - still never stops the build
+                log.warning("could not record %s as failed: %s", shown, mark_exc)
+            report.failed[shown] = reason
+            emit(BuildProgress("failed", path=shown, position=pos, total=total, message=reason))
             return
-        (report.changed if row is not None and row["status"] == "indexed" else report.added).append(path)
-        emit(BuildProgress("done", path=path, position=pos, total=total))
+        (report.changed if row is not None and row["status"] == "indexed" else report.added).append(shown)
+        emit(BuildProgress("done", path=shown, position=pos, total=total))
 
     def _video_id(self, fingerprint: Optional[str], path: str) -> str:
-        fallback = hashlib.blake2b(f"{fingerprint}|{path}".encode(), digest_size=6).hexdigest()
+        fallback = hashlib.blake2b(f"{fingerprint}|{path}".encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
         if not fingerprint:
             return fallback
         return self.catalog.free_video_id(fingerprint[:12], path, fallback)
@@ -883,10 +985,11 @@ class CorpusIndex:
                 gone = self._shard_cache.pop(row["shard"], None)
                 if gone is not None:
                     self._shard_cache_bytes -= gone.nbytes
-            try:
-                self._shard_path(row["shard"]).unlink()
-            except FileNotFoundError:
-                pass
+            for p in (self._shard_path(row["shard"]), self._damage_mark(row["shard"])):
+                try:
+                    p.unlink()
+                except FileNotFoundError:
+                    pass
 
     def _remove_rows(self, rows: list[dict]) -> None:
         deleted = self.catalog.delete(r["video_id"] for r in rows)
@@ -932,8 +1035,9 @@ class CorpusIndex:
         clean_tmp(self.index_dir / "shards")
         clean_tmp(self.index_dir / "vectors")
         referenced = {r["shard"] for r in self.catalog.rows() if r["shard"]}
-        for p in (self.index_dir / "shards").glob("*.npz"):
-            if p.name not in referenced:
+        marks = (self.index_dir / "shards").glob("*.npz" + DAMAGED_SUFFIX)
+        for p in [*(self.index_dir / "shards").glob("*.npz"), *marks]:
+            if p.name.removesuffix(DAMAGED_SUFFIX) not in referenced:
                 try:
                     p.unlink()
                 except OSError:

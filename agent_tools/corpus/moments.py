@@ -36,6 +36,7 @@ from typing import Any, Optional
 import numpy as np
 
 from agent_tools.corpus.builder import CorpusIndex, Shard
+from agent_tools.display import display_path
 from agent_tools.errors import IndexCorruptError, InvalidArgumentError, UnknownVideoError
 from agent_tools.types import Moment, MomentSearchResult, QueryKind
 
@@ -278,7 +279,7 @@ class MomentSearcher:
                 except (OSError, ValueError) as exc:  # removed or re-indexed by another process meanwhile
                     log.info("skipping video %s: %s", vid, exc)
                     continue
-                moments.extend(self._localize(shard, q, vid, row["path"], vscore))
+                moments.extend(self._localize(shard, q, vid, display_path(row["path"]), vscore))
         moments.sort(key=lambda m: -m.score)
         result.moments = moments[:top_k]
         return result

@@ -24,7 +24,10 @@ Two FAISS indexes live side by side:
 
 Searching queries both and merges the results. The files ``main.faiss`` and ``delta.faiss`` are
 written atomically; which ids they hold is read back from the indexes themselves, so the caller
-(``builder.CorpusIndex``) can reconcile them against its catalog after a crash.
+(``builder.CorpusIndex``) can reconcile them against its catalog after a crash. After each write
+the file's size and BLAKE2b digest go to ``checksums.json`` (atomically); :meth:`VectorIndex.load`
+verifies them (about a second per GB) and raises :class:`~agent_tools.errors.IndexCorruptError`
+on a mismatch, so flipped bits never reach a search: the caller rebuilds from its shards.
 
 GPU: when ``faiss.get_num_gpus() > 0`` (faiss-gpu installed), a GPU clone of a flat or IVF main
 index serves searches; the CPU copy stays the one that is saved.
@@ -39,6 +42,8 @@ Usage::
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import time
@@ -80,6 +85,40 @@ SINGLE_THREAD_NQ = 4
 """Searches with at most this many queries run on one OpenMP thread (lower latency)."""
 MAIN_FILE = "main.faiss"
 DELTA_FILE = "delta.faiss"
+CHECKSUM_FILE = "checksums.json"
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_sums(folder: Path) -> dict:
+    p = folder / CHECKSUM_FILE
+    if not p.exists():
+        return {}
+    try:
+        sums = json.loads(p.read_text())
+        if not isinstance(sums, dict):
+            raise ValueError("not an object")
+        return sums
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise IndexCorruptError(f"{p} is damaged ({exc}); the vector index will be rebuilt from shards") from exc
+
+
+def _write_sums(folder: Path, names: list[str]) -> None:
+    try:
+        sums = _read_sums(folder)
+    except IndexCorruptError:
+        sums = {}
+    for name in names:
+        p = folder / name
+        sums[name] = {"size": p.stat().st_size, "blake2b": _digest(p)}
+    data = json.dumps(sums, indent=1).encode()
+    atomic_write(folder / CHECKSUM_FILE, lambda t: Path(t).write_bytes(data))
 
 
 def ivf_nlist(n: int) -> int:
@@ -561,12 +600,17 @@ class VectorIndex:
     def save(self, folder: Path) -> None:
         """Write the changed index files atomically into ``folder`` (unchanged ones are kept)."""
         folder = Path(folder)
+        written = []
         if self.main_dirty and self.main is not None and not self.main_read_only:
             atomic_write(folder / MAIN_FILE, lambda p: faiss.write_index(self.main, str(p)))
             self.main_dirty = False
+            written.append(MAIN_FILE)
         if self.delta_dirty:
             atomic_write(folder / DELTA_FILE, lambda p: faiss.write_index(self.delta, str(p)))
             self.delta_dirty = False
+            written.append(DELTA_FILE)
+        if written:
+            _write_sums(folder, written)
 
     @classmethod
     def load(cls, folder: Path, dim: int, kind: str = "auto", mmap: bool = False, **kwargs) -> "VectorIndex":
@@ -586,10 +630,19 @@ class VectorIndex:
         """
         folder = Path(folder)
         vi = cls(dim, kind=kind, **kwargs)
+        sums = _read_sums(folder)
         for name in (MAIN_FILE, DELTA_FILE):
             path = folder / name
             if not path.exists():
                 continue
+            want = sums.get(name)
+            if want is not None:  # files written before checksums existed are read unverified
+                size = path.stat().st_size
+                if size != want.get("size") or _digest(path) != want.get("blake2b"):
+                    raise IndexCorruptError(
+                        f"{path} does not match its checksum (damaged on disk); the vector index "
+                        "will be rebuilt from the shards"
+                    )
             use_mmap = mmap and name == MAIN_FILE
             try:
                 # IO_FLAG_MMAP maps IVF inverted lists read-only; other kinds are read as usual

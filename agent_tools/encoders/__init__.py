@@ -19,8 +19,19 @@ from __future__ import annotations
 
 import threading
 
-from .open_clip_encoder import OpenClipEncoder, resolve_device
 from .registry import EncoderSpec, get_spec, list_encoders, register_encoder, weights_status
+
+# The open_clip wrapper imports torch and open_clip (seconds): only on first use, so that
+# `videoseek encoders` and the registry functions stay fast.
+_LAZY = {"OpenClipEncoder", "Encoder", "resolve_device"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from . import open_clip_encoder
+
+        return open_clip_encoder.OpenClipEncoder if name == "Encoder" else getattr(open_clip_encoder, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "Encoder",
@@ -33,8 +44,6 @@ __all__ = [
     "weights_status",
     "resolve_device",
 ]
-
-Encoder = OpenClipEncoder
 
 _CACHE: dict[tuple[str, str], OpenClipEncoder] = {}
 _LOCK = threading.Lock()
@@ -54,5 +63,7 @@ def load_encoder(name: str, device: str = "auto") -> OpenClipEncoder:
     key = (name, device)
     with _LOCK:
         if key not in _CACHE:
+            from .open_clip_encoder import OpenClipEncoder
+
             _CACHE[key] = OpenClipEncoder(spec, device=device)
         return _CACHE[key]

@@ -11,6 +11,7 @@ model's mean/std), so a batch of decoded frames never goes through PIL.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 import json
 import logging
 from typing import Optional, Sequence, Union
@@ -44,15 +45,41 @@ def resolve_device(device: str = "auto") -> tuple[torch.device, torch.dtype]:
     return dev, (torch.float16 if dev.type == "cuda" else torch.float32)
 
 
+def _local_weights_stamp(spec: EncoderSpec) -> str:
+    """Size and mtime of local checkpoint files, so retrained weights never reuse stale cached embeddings."""
+    import os
+
+    stamp = []
+    for ref in (spec.pretrained, spec.model):
+        if ref and not str(ref).startswith("hf-hub:"):
+            path = Path(str(ref).removeprefix("local-dir:"))
+            files = sorted(path.rglob("*")) if path.is_dir() else [path]
+            for f in files:
+                try:
+                    st = os.stat(f)
+                except OSError:
+                    continue
+                if f.is_file():
+                    stamp.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
+    return (";local=" + ",".join(stamp)) if stamp else ""
+
+
 def _how_to_get(spec: EncoderSpec) -> str:
+    if spec.missing_hint:
+        return (
+            f"Weights for encoder {spec.name!r} are not on this machine: {spec.missing_hint}. To try videoseek "
+            "without weights select the explicitly untrained encoder: add `--encoder tiny-untrained` to the "
+            "command, or set VIDEOSEEK_ENCODER=tiny-untrained."
+        )
     return (
         f"Weights for encoder {spec.name!r} (open_clip {spec.model!r}, pretrained={spec.pretrained!r}) "
         "are not available on this machine. On a machine with internet access run\n"
         f"    python -c \"import open_clip; open_clip.create_model_and_transforms('{spec.model}', "
         f"pretrained='{spec.pretrained}'); open_clip.get_tokenizer('{spec.model}')\"\n"
         "then copy ~/.cache/huggingface (and ~/.cache/clip) here, or point 'pretrained' at a local "
-        "checkpoint file in a JSON config (VIDEOSEEK_ENCODER_CONFIGS). For tests without weights use "
-        "the explicitly untrained encoder 'tiny-untrained'."
+        "checkpoint file in a JSON config (VIDEOSEEK_ENCODER_CONFIGS). To try videoseek without weights "
+        "select the explicitly untrained encoder (random weights: image queries work, text scores carry "
+        "no meaning): add `--encoder tiny-untrained` to the command, or set VIDEOSEEK_ENCODER=tiny-untrained."
     )
 
 
@@ -169,7 +196,7 @@ class OpenClipEncoder:
                 raise
             except Exception as exc:  # download failures surface as OSError/RuntimeError/HF errors
                 raise EncoderUnavailableError(_how_to_get(spec) + f"\n(cause: {type(exc).__name__}: {exc})") from exc
-            weights_id = f"{spec.model};{spec.pretrained}"
+            weights_id = f"{spec.model};{spec.pretrained}" + _local_weights_stamp(spec)
         model.eval().requires_grad_(False)
         self.model = model.to(self.device, dtype=self.dtype)
         pcfg = getattr(model.visual, "preprocess_cfg", {}) or {}
@@ -256,6 +283,22 @@ class OpenClipEncoder:
     def text_width(self) -> int:
         """Width of the text tower's token embeddings (the size of one soft token)."""
         return self._tower().width
+
+    def text_fingerprint(self) -> str:
+        """Hash of the text tower's weights (token and position embeddings, final norm, projection).
+
+        Soft Query Refinement records it: soft tokens only mean something in the tower they were
+        trained against. Computed once (a few hundred ms for a large vocabulary).
+        """
+        if getattr(self, "_text_fp", None) is None:
+            tower = self._tower()
+            h = hashlib.sha1(self.name.encode())
+            for part in (tower.token_embedding, tower.positional_embedding, tower.ln_final, tower.projection):
+                tensors = [part] if isinstance(part, torch.Tensor) else list(part.state_dict().values()) if part is not None else []
+                for t in tensors:
+                    h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+            self._text_fp = h.hexdigest()[:16]
+        return self._text_fp
 
     def _tower(self) -> _TextTower:
         if self._text_tower is None:

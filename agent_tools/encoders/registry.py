@@ -43,9 +43,17 @@ class EncoderSpec(BaseModel):
     tokenizer: Optional[str] = Field(
         None, description="'clip-bpe' (bundled with open_clip) or a local HF tokenizer folder; default: the model's."
     )
+    hf_hub: Optional[str] = Field(
+        None,
+        description="Hugging Face repo holding the weights (as open_clip's pretrained table says); lets "
+        "weights_status answer without importing open_clip. Default: looked up in open_clip.",
+    )
     seed: int = 0
     trained: bool = True
     source: Optional[str] = Field(None, description="File the entry was read from.")
+    missing_hint: Optional[str] = Field(
+        None, description="How to obtain the weights when they are missing (e.g. the command that trains them)."
+    )
 
     @model_validator(mode="after")
     def _check(self):
@@ -62,6 +70,25 @@ class EncoderSpec(BaseModel):
             return Path(self.pretrained).expanduser()
         return None
 
+    @property
+    def local_dir(self) -> Optional[Path]:
+        """The folder of a ``"local-dir:<folder>"`` model (open_clip config + weights), else None."""
+        if self.model and self.model.startswith("local-dir:"):
+            return Path(self.model[len("local-dir:") :]).expanduser()
+        return None
+
+
+def _expand_placeholders(data: dict) -> dict:
+    """``{cache_dir}`` in ``model`` / ``pretrained`` / ``missing_hint`` → the settings' cache dir."""
+    if any("{cache_dir}" in str(data.get(k) or "") for k in ("model", "pretrained", "missing_hint")):
+        from ..config import get_settings
+
+        cache = str(get_settings().cache_dir)
+        for k in ("model", "pretrained", "missing_hint"):
+            if data.get(k):
+                data[k] = str(data[k]).replace("{cache_dir}", cache)
+    return data
+
 
 def _config_dirs() -> list[Path]:
     dirs = [CONFIG_DIR]
@@ -76,7 +103,7 @@ def _load_all() -> dict[str, EncoderSpec]:
         if not folder.is_dir():
             continue
         for f in sorted(folder.glob("*.json")):
-            data = json.loads(f.read_text())
+            data = _expand_placeholders(json.loads(f.read_text()))
             data["source"] = str(f)
             spec = EncoderSpec(**data)
             specs[spec.name] = spec
@@ -120,13 +147,23 @@ def weights_status(spec: EncoderSpec) -> tuple[bool, str]:
     ckpt = spec.checkpoint_path
     if ckpt is not None:
         return (ckpt.is_file(), f"checkpoint {ckpt}" + ("" if ckpt.is_file() else " (missing)"))
-    try:
-        import agent_tools._tvshim  # noqa: F401
-        import open_clip
+    local = spec.local_dir
+    if local is not None:
+        ok = (local / "open_clip_config.json").is_file() and any(
+            (local / n).is_file() for n in ("open_clip_pytorch_model.bin", "open_clip_model.safetensors")
+        )
+        hint = f"; {spec.missing_hint}" if spec.missing_hint and not ok else ""
+        return ok, f"local open_clip folder {local}" + ("" if ok else " (missing)") + hint
+    if spec.hf_hub:  # known from the registry entry: no open_clip (torch) import
+        cfg = {"hf_hub": spec.hf_hub}
+    else:
+        try:
+            import agent_tools._tvshim  # noqa: F401
+            import open_clip
 
-        cfg = open_clip.get_pretrained_cfg(spec.model, spec.pretrained) or {}
-    except Exception as exc:  # pragma: no cover
-        return False, f"open_clip cannot resolve it ({exc})"
+            cfg = open_clip.get_pretrained_cfg(spec.model, spec.pretrained) or {}
+        except Exception as exc:  # pragma: no cover
+            return False, f"open_clip cannot resolve it ({exc})"
     hub = (cfg.get("hf_hub") or "").strip("/")
     if hub:
         try:

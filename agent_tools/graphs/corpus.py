@@ -14,7 +14,8 @@ Nodes (see :func:`build_corpus_graph`)::
   (VideoSearch-R1's verification step, with text refinement); a reply with no usable verdict
   rejects the moment too, and its round record says why (``error``).
 - ``refine`` adopts the rewritten query; if the policy's manifest says ``soft_refinement: true``,
-  the vector of ``policy.refine_query_vector(messages, frames=...)`` is used instead (a policy
+  the vector of ``policy.refine_query_vector(messages, frames=..., completion_ids=...)`` - the
+  hidden state after the policy's own reply, as VideoSearch-R1's ``<REFINE>`` - is used instead (a policy
   claiming it without providing that method is rejected when the graph is built).
 - ``temporal`` (optional) runs the temporal graph inside the matched video to answer
   ``question``, with the matched window as a hint.
@@ -116,6 +117,22 @@ def verification_messages(
     ]
 
 
+def _reply_kwargs(refiner: Callable[..., Any], gen: Any) -> dict[str, Any]:
+    """The verification reply, for a refiner that accepts it (``completion_ids`` / ``reply``)."""
+    import inspect
+
+    try:
+        params = inspect.signature(refiner).parameters
+    except (TypeError, ValueError):
+        return {}
+    out: dict[str, Any] = {}
+    if "completion_ids" in params and getattr(gen, "completion_ids", None) is not None:
+        out["completion_ids"] = gen.completion_ids
+    if "reply" in params:
+        out["reply"] = gen.text
+    return out
+
+
 def build_corpus_graph(
     policy: Policy,
     moment_searcher: Any,
@@ -169,6 +186,9 @@ def build_corpus_graph(
                 "no refine_query_vector; load it with agent_tools.policies.load_policy (which attaches "
                 "the training.sqr projector), or set soft_refinement to false"
             )
+        use_encoder = getattr(soft, "use_encoder", None)  # the index's encoder; another one is refused
+        if callable(use_encoder) and getattr(moment_searcher, "encoder", None) is not None:
+            use_encoder(moment_searcher.encoder)
 
     inner = None
     tkw = dict(temporal_kwargs or {})
@@ -253,7 +273,8 @@ def build_corpus_graph(
         else:
             update["rejected"] = [moment_key(m)]
             if soft is not None:
-                vec = soft(convo, frames=resolver)
+                # the refiner reads the policy's own reasoning and verdict (VideoSearch-R1's <REFINE>)
+                vec = soft(convo, frames=resolver, **_reply_kwargs(soft, gen))
                 update["query_vector"] = [float(x) for x in np.asarray(vec, dtype=np.float32).ravel()]
         return update
 

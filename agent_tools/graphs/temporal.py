@@ -20,6 +20,10 @@ Nodes (see :func:`build_temporal_graph`)::
   from the searched frames alone, and the result says whether that evidence sufficed (with
   no searched frames it is insufficient and there is no re-answer: ``answer`` is None).
 
+The node bodies are also public, so another rollout loop (``training.csv_env``'s TRL
+environment) builds the same turns: :func:`preview_turn`, :func:`seek_turn`,
+:func:`verify_frames`, :func:`frame_cap`.
+
 The builder returns an uncompiled ``StateGraph``; compile it with your own checkpointer, or
 add it to your graph as a subgraph (its input is :class:`TemporalInput`, its output
 :class:`TemporalOutput`, so a parent's ``messages`` are never touched).
@@ -54,7 +58,16 @@ from agent_tools.policies.base import (
     text_block,
 )
 
-__all__ = ["build_temporal_graph", "recursion_limit_for", "generation_metadata"]
+__all__ = [
+    "build_temporal_graph",
+    "recursion_limit_for",
+    "generation_metadata",
+    "frame_cap",
+    "preview_turn",
+    "seek_turn",
+    "said_block",
+    "verify_frames",
+]
 
 
 def recursion_limit_for(max_turns: int) -> int:
@@ -88,6 +101,160 @@ def _normalise(text: Optional[str]) -> str:
     return re.sub(r"[^a-z0-9]+", " ", (text or "").lower()).strip()
 
 
+# The node bodies below are module-level so that other rollout loops (``training.csv_env``'s
+# TRL environment) build the same prompt, tool result and completeness check as this graph.
+
+
+def frame_cap(searcher: Any) -> int:
+    """Most frames one search or preview may return with ``searcher`` (its ``max_frames``, else 8)."""
+    return int(
+        getattr(searcher, "max_frames", protocol.MAX_FRAMES_PER_SEARCH) or protocol.MAX_FRAMES_PER_SEARCH
+    )
+
+
+def preview_turn(
+    searcher: Any,
+    video: str,
+    question: str,
+    *,
+    max_turns: int,
+    preview_frames: int,
+    window: Optional[tuple[float, float]] = None,
+    speech: Any = None,
+) -> tuple[float, list[dict[str, Any]]]:
+    """The first user turn: ``(duration, content blocks)`` (preview frame references + the prompt).
+
+    With ``speech``, the sentences said around the preview frames come before the prompt.
+
+    Raises:
+        InvalidArgumentError: On an empty question or video.
+    """
+    if not isinstance(question, str) or not question.strip():
+        raise InvalidArgumentError("the graph input needs a non-empty 'question' string")
+    if not isinstance(video, str) or not video:
+        raise InvalidArgumentError("the graph input needs 'video': a video path or id")
+    duration = float(searcher.info(video).duration)
+    blocks: list[dict[str, Any]] = []
+    if preview_frames:
+        sel = searcher.preview(video, num_frames=min(preview_frames, frame_cap(searcher)))
+        for t in sel.timestamps:
+            blocks += [text_block(protocol.format_timestamp(t)), frame_block(video, t)]
+        said = said_block(speech, video, sel.timestamps) if speech is not None else None
+        if said is not None:
+            blocks.append(said)
+    blocks.append(text_block(protocol.user_prompt(question, duration, max_turns, window=window)))
+    return duration, blocks
+
+
+def seek_turn(
+    searcher: Any,
+    video: str,
+    arguments: dict[str, Any],
+    duration: Optional[float],
+    *,
+    turn: int = 0,
+    speech: Any = None,
+    **seek_kwargs: Any,
+) -> tuple[Any, list[FrameRef], Any]:
+    """Run one ``seek_video_frames`` call: ``(tool message content, frame refs, selection or None)``.
+
+    The content is a list of blocks (timestamp text + frame reference per frame, then
+    :func:`~agent_tools.protocol.search_response_text`); a search error becomes the text
+    ``"The search failed: ..."`` (no refs, selection None) that the policy can correct. With
+    ``speech`` (a :class:`~agent_tools.speech.searcher.SpeechSearcher`) the sentences said
+    around the chosen frames follow (:func:`said_block`).
+    """
+    args = protocol.coerce_seek_arguments(arguments, duration)
+    args["num_frames"] = min(args["num_frames"], frame_cap(searcher))
+    try:
+        sel = searcher.seek(video, **args, **seek_kwargs)
+    except VideoseekError as exc:
+        return f"The search failed: {exc}", [], None
+    blocks: list[dict[str, Any]] = []
+    refs: list[FrameRef] = []
+    for f in sel.frames:
+        # the search score travels with the reference (text observations show it; image policies ignore it)
+        ref = {**frame_block(video, f.timestamp), "score": f.score}
+        blocks += [text_block(protocol.format_timestamp(f.timestamp)), ref]
+        refs.append(
+            {
+                "video": video,
+                "timestamp": float(f.timestamp),
+                "score": f.score,
+                "turn": turn,
+                "query": args["query"],
+            }
+        )
+    blocks.append(text_block(protocol.search_response_text(sel.timestamps)))
+    if speech is not None:
+        said = said_block(speech, video, sel.timestamps)
+        if said is not None:
+            blocks.append(said)
+    return blocks, refs, sel
+
+
+def said_block(speech: Any, video: str, timestamps: list[float], radius: float = 3.0) -> Optional[dict[str, Any]]:
+    """A text block quoting what is said within ``radius`` s of ``timestamps`` (``None`` when nothing).
+
+    A video whose audio cannot be read adds nothing (the frames still answer).
+    """
+    try:
+        said = speech.said_near(video, timestamps, radius=radius)
+    except VideoseekError:
+        return None
+    if not said:
+        return None
+    lines = [
+        f"[{protocol.format_timestamp(a)}-{protocol.format_timestamp(b)}] \"{text}\"" for a, b, text in said
+    ]
+    return text_block("Said near these frames:\n" + "\n".join(lines))
+
+
+def verify_frames(
+    policy: Policy,
+    question: str,
+    frames_seen: list[FrameRef],
+    answer: Optional[str],
+    *,
+    frames: Optional[FrameResolver] = None,
+    max_new_tokens: Optional[int] = None,
+) -> dict[str, Any]:
+    """Completeness self-verification: ``policy`` re-answers ``question`` from ``frames_seen`` alone.
+
+    With no searched frames the evidence is insufficient and the policy is not asked.
+
+    Returns:
+        ``{"answer", "sufficient", "agrees", "num_frames", "reply"}`` (the graph's ``verification``).
+    """
+    refs = sorted(frames_seen or [], key=lambda f: (f["video"], f["timestamp"]))
+    if not refs:  # nothing was searched: insufficient by definition, the policy is not asked
+        return {"answer": None, "sufficient": False, "agrees": False, "num_frames": 0, "reply": None}
+    blocks: list[dict[str, Any]] = []
+    for f in refs:
+        blocks += [
+            text_block(protocol.format_timestamp(f["timestamp"])),
+            frame_block(f["video"], f["timestamp"]),
+        ]
+    blocks.append(text_block(protocol.verify_user_text(question)))
+    convo = [
+        {"role": "system", "content": protocol.VERIFY_SYSTEM_PROMPT},
+        {"role": "user", "content": blocks},
+    ]
+    gen = policy.generate_details(convo, max_new_tokens=max_new_tokens, frames=frames)
+    re_answer = protocol.extract_answer(gen.text)
+    if re_answer is None:
+        re_answer = re.sub(r"<think>.*?(</think>|$)", "", gen.text, flags=re.DOTALL).strip()
+    sufficient = not protocol.is_insufficient(re_answer)
+    agrees = bool(answer) and sufficient and _normalise(re_answer) == _normalise(answer)
+    return {
+        "answer": re_answer,
+        "sufficient": sufficient,
+        "agrees": agrees,
+        "num_frames": len(refs),
+        "reply": gen.text,
+    }
+
+
 def build_temporal_graph(
     policy: Policy,
     searcher: Any,
@@ -98,6 +265,9 @@ def build_temporal_graph(
     preview_frames: int = 8,
     force_answer: bool = False,
     frames: Optional[FrameResolver] = None,
+    observation: str = "images",
+    tagger: Any = None,
+    speech: Any = None,
 ) -> StateGraph:
     """Build the temporal search graph (uncompiled).
 
@@ -111,13 +281,34 @@ def build_temporal_graph(
             ``max_frames``).
         force_answer: When the budget runs out without an answer, ask once more for one.
         frames: Frame resolver for the policy (default ``searcher.frames``).
+        observation: ``"images"`` (frame references, resolved to pixels by the policy) or
+            ``"text"``: preview and tool results hold each frame as a text line (timestamp, search
+            score, zero-shot tags; :func:`agent_tools.observations.text_blocks`), for text-only policies.
+        tagger: The :class:`~agent_tools.observations.FrameTagger` of text observations (default:
+            the policy's ``tagger``, if any).
+        speech: A :class:`~agent_tools.speech.searcher.SpeechSearcher`: the policy also reads the
+            sentences said within 3 s of the frames it is shown (preview and each search).
 
     Returns:
         A ``StateGraph`` over :class:`TemporalState`; call ``.compile(checkpointer=...)``.
 
     Raises:
-        InvalidArgumentError: On a non-positive ``max_turns`` or negative ``preview_frames``.
+        InvalidArgumentError: On a non-positive ``max_turns``, negative ``preview_frames`` or an
+            unknown ``observation``.
     """
+    if observation not in ("images", "text"):
+        raise InvalidArgumentError(f"observation must be 'images' or 'text', got {observation!r}")
+    if observation == "text" and tagger is None:
+        tagger = getattr(policy, "tagger", None)
+
+    def observe(blocks: Any) -> Any:
+        """Tool/preview content as the policy will read it (text lines in text mode)."""
+        if observation != "text" or isinstance(blocks, str):
+            return blocks
+        from agent_tools.observations import text_blocks
+
+        return text_blocks(blocks, tagger)
+
     if max_turns < 1:
         raise InvalidArgumentError(f"max_turns must be >= 1, got {max_turns}")
     if preview_frames < 0:
@@ -125,9 +316,6 @@ def build_temporal_graph(
     base_resolver = frames if frames is not None else getattr(searcher, "frames", None)
     resolver = CachingResolver(base_resolver) if base_resolver is not None else None
 
-    cap = int(
-        getattr(searcher, "max_frames", protocol.MAX_FRAMES_PER_SEARCH) or protocol.MAX_FRAMES_PER_SEARCH
-    )
     try:
         takes_progress = "progress" in inspect.signature(searcher.seek).parameters
     except (TypeError, ValueError):
@@ -145,26 +333,23 @@ def build_temporal_graph(
         return {"progress": report}
 
     def preview(state: TemporalState) -> dict[str, Any]:
-        question, video = state.get("question"), state.get("video")
-        if not isinstance(question, str) or not question.strip():
-            raise InvalidArgumentError("the graph input needs a non-empty 'question' string")
-        if not isinstance(video, str) or not video:
-            raise InvalidArgumentError("the graph input needs 'video': a video path or id")
-        duration = float(searcher.info(video).duration)
-        blocks: list[dict[str, Any]] = []
-        if preview_frames:
-            sel = searcher.preview(video, num_frames=min(preview_frames, cap))
-            for t in sel.timestamps:
-                blocks += [text_block(protocol.format_timestamp(t)), frame_block(video, t)]
         window = state.get("window")
         win = (float(window[0]), float(window[1])) if window else None
-        blocks.append(text_block(protocol.user_prompt(question, duration, max_turns, window=win)))
+        duration, blocks = preview_turn(
+            searcher,
+            state.get("video"),
+            state.get("question"),
+            max_turns=max_turns,
+            preview_frames=preview_frames,
+            window=win,
+            speech=speech,
+        )
         return {
             "duration": duration,
             "messages": [
                 RemoveMessage(id=REMOVE_ALL_MESSAGES),
                 SystemMessage(content=protocol.system_prompt([protocol.SEEK_TOOL])),
-                HumanMessage(content=blocks),
+                HumanMessage(content=observe(blocks)),
             ],
             "frames": Overwrite([]),
             "turn": 0,
@@ -211,37 +396,17 @@ def build_temporal_graph(
         call = ai.tool_calls[0]
         turn = int(state.get("turn", 0))
         video = state["video"]
-        args = protocol.coerce_seek_arguments(call["args"], state.get("duration"))
-        args["num_frames"] = min(args["num_frames"], cap)
-        try:
-            sel = searcher.seek(video, **args, **progress_kwargs())
-        except VideoseekError as exc:
+        blocks, refs, sel = seek_turn(
+            searcher, video, call["args"], state.get("duration"), turn=turn, speech=speech, **progress_kwargs()
+        )
+        if sel is None:
             return {
                 "messages": [
-                    ToolMessage(
-                        content=f"The search failed: {exc}",
-                        name=call["name"],
-                        tool_call_id=call["id"],
-                        status="error",
-                    )
+                    ToolMessage(content=blocks, name=call["name"], tool_call_id=call["id"], status="error")
                 ]
             }
-        blocks: list[dict[str, Any]] = []
-        refs: list[FrameRef] = []
-        for f in sel.frames:
-            blocks += [text_block(protocol.format_timestamp(f.timestamp)), frame_block(video, f.timestamp)]
-            refs.append(
-                {
-                    "video": video,
-                    "timestamp": float(f.timestamp),
-                    "score": f.score,
-                    "turn": turn,
-                    "query": args["query"],
-                }
-            )
-        blocks.append(text_block(protocol.search_response_text(sel.timestamps)))
         msg = ToolMessage(
-            content=blocks,
+            content=observe(blocks),
             name=call["name"],
             tool_call_id=call["id"],
             artifact=sel.model_dump(mode="json"),
@@ -268,43 +433,15 @@ def build_temporal_graph(
         return update
 
     def verify_node(state: TemporalState) -> dict[str, Any]:
-        refs = sorted(state.get("frames") or [], key=lambda f: (f["video"], f["timestamp"]))
-        if not refs:  # nothing was searched: insufficient by definition, the policy is not asked
-            return {
-                "verification": {
-                    "answer": None,
-                    "sufficient": False,
-                    "agrees": False,
-                    "num_frames": 0,
-                    "reply": None,
-                }
-            }
-        blocks: list[dict[str, Any]] = []
-        for f in refs:
-            blocks += [
-                text_block(protocol.format_timestamp(f["timestamp"])),
-                frame_block(f["video"], f["timestamp"]),
-            ]
-        blocks.append(text_block(protocol.verify_user_text(state["question"])))
-        convo = [
-            {"role": "system", "content": protocol.VERIFY_SYSTEM_PROMPT},
-            {"role": "user", "content": blocks},
-        ]
-        gen = policy.generate_details(convo, max_new_tokens=max_new_tokens, frames=resolver)
-        re_answer = protocol.extract_answer(gen.text)
-        if re_answer is None:
-            re_answer = re.sub(r"<think>.*?(</think>|$)", "", gen.text, flags=re.DOTALL).strip()
-        sufficient = not protocol.is_insufficient(re_answer)
-        main = state.get("answer")
-        agrees = bool(main) and sufficient and _normalise(re_answer) == _normalise(main)
         return {
-            "verification": {
-                "answer": re_answer,
-                "sufficient": sufficient,
-                "agrees": agrees,
-                "num_frames": len(refs),
-                "reply": gen.text,
-            }
+            "verification": verify_frames(
+                policy,
+                state["question"],
+                state.get("frames") or [],
+                state.get("answer"),
+                frames=resolver,
+                max_new_tokens=max_new_tokens,
+            )
         }
 
     def after_policy(state: TemporalState) -> str:

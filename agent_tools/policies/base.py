@@ -318,6 +318,10 @@ class Policy(ABC):
         max_side: Longest side of frames given to the model.
         tool_role: ``"tool"`` keeps tool turns; ``"user"`` rewrites them as user turns.
         manifest: The checkpoint manifest, when loaded from one.
+        text_only: The model reads text only: :meth:`prepare` renders frame references as text
+            (:func:`agent_tools.observations.to_text_messages`) and sends no image parts.
+        tagger: For ``text_only`` policies, the :class:`~agent_tools.observations.FrameTagger`
+            whose zero-shot tags describe each frame (None: timestamps and scores only).
     """
 
     name: str = "policy"
@@ -329,6 +333,8 @@ class Policy(ABC):
         max_side: Optional[int] = 448,
         tool_role: str = "tool",
         manifest: Any = None,
+        text_only: bool = False,
+        tagger: Any = None,
     ):
         if max_new_tokens < 1:
             raise InvalidArgumentError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -338,10 +344,17 @@ class Policy(ABC):
         self.max_side = max_side
         self.tool_role = tool_role
         self.manifest = manifest
+        self.text_only = bool(text_only)
+        self.tagger = tagger
 
     def prepare(self, messages: Sequence[ChatMessage], frames: Optional[FrameResolver]) -> list[ChatMessage]:
-        """Resolve frame references and apply :attr:`tool_role` (what the model will see)."""
-        resolved = resolve_frames(to_chat_messages(messages), frames, self.max_side)
+        """Resolve frame references (as text when :attr:`text_only`) and apply :attr:`tool_role`."""
+        if self.text_only:
+            from agent_tools.observations import to_text_messages
+
+            resolved = to_text_messages(to_chat_messages(messages), self.tagger)
+        else:
+            resolved = resolve_frames(to_chat_messages(messages), frames, self.max_side)
         return tool_turns_as_user(resolved) if self.tool_role == "user" else resolved
 
     def generate_details(

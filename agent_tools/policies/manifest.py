@@ -8,7 +8,9 @@ with prompts or tools it has not seen:
 - ``tool_schema`` - the tool schemas of the training prompts (must match :mod:`agent_tools.protocol`);
 - ``prompt_format`` - :data:`agent_tools.protocol.PROMPT_FORMAT`;
 - ``encoder`` - the frame/text encoder the searches used in training;
-- ``max_new_tokens``, ``max_side``, ``tool_role``, ``soft_refinement``, ``trained``.
+- ``max_new_tokens``, ``max_side``, ``tool_role``, ``soft_refinement``, ``trained``;
+- ``max_turns``, ``preview_frames`` - the turn budget and preview the policy was trained with
+  (``videoseek ask`` uses them and ``max_new_tokens`` unless flags override).
 
 Names: :class:`PolicyManifest`, :data:`MANIFEST_NAME`, :func:`read_manifest`,
 :func:`write_manifest`, :func:`validate_manifest`, :func:`load_policy`, :class:`PolicyLoadError`.
@@ -23,6 +25,7 @@ Usage::
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -65,6 +68,12 @@ class PolicyManifest(BaseModel):
     prompt_format: str = protocol.PROMPT_FORMAT
     encoder: Optional[str] = Field(None, description="Encoder the policy's searches were trained with.")
     max_new_tokens: int = Field(256, ge=1, description="Tokens per turn.")
+    max_turns: Optional[int] = Field(
+        None, ge=1, description="Turn budget the policy was trained with (`videoseek ask` default)."
+    )
+    preview_frames: Optional[int] = Field(
+        None, ge=0, description="Preview frames in the first user turn during training (`ask` default)."
+    )
     max_side: Optional[int] = Field(448, ge=16, description="Longest frame side given to the model.")
     tool_role: Literal["tool", "user"] = "tool"
     soft_refinement: bool = Field(False, description="The checkpoint provides soft query refinement.")
@@ -142,13 +151,15 @@ def read_manifest(directory: str | Path) -> PolicyManifest:
     d = Path(directory).expanduser()
     if not d.is_dir():
         raise PolicyLoadError(
-            f"policy directory {str(d)!r} does not exist (give a directory or an http(s) URL)"
+            f"policy directory {str(d)!r} does not exist (give a directory, a Hugging Face hub id "
+            "org/name, or an http(s) URL)"
         )
     path = d / MANIFEST_NAME
     if not path.is_file():
         raise PolicyLoadError(
             f"{str(d)!r} has no {MANIFEST_NAME}; a videoseek policy is a save_pretrained directory plus "
-            "that manifest (agent_tools.policies.write_manifest writes one)"
+            "that manifest (agent_tools.policies.write_manifest writes one); to run an untuned base VLM "
+            "from it, pass allow_base=True"
         )
     try:
         data = json.loads(path.read_text())
@@ -164,7 +175,10 @@ def read_manifest(directory: str | Path) -> PolicyManifest:
 
 
 def write_manifest(directory: str | Path, manifest: PolicyManifest) -> Path:
-    """Validate and write ``videoseek_policy.json`` into ``directory``.
+    """Validate and write ``videoseek_policy.json`` into ``directory``, with a ``README.md`` model card.
+
+    The card (:func:`agent_tools.policies.hub.write_model_card`) is refreshed on every write
+    unless the folder holds a ``README.md`` written by someone else.
 
     Returns:
         The manifest path.
@@ -172,6 +186,9 @@ def write_manifest(directory: str | Path, manifest: PolicyManifest) -> Path:
     validate_manifest(manifest)
     path = Path(directory) / MANIFEST_NAME
     path.write_text(json.dumps(manifest.model_dump(mode="json", exclude_none=True), indent=2) + "\n")
+    from agent_tools.policies.hub import write_model_card  # README.md model card (a user's own is kept)
+
+    write_model_card(directory, manifest)
     return path
 
 
@@ -181,16 +198,24 @@ def load_policy(
     model: Optional[str] = None,
     api_key: Optional[str] = None,
     device: str = "auto",
+    revision: Optional[str] = None,
+    allow_base: Optional[bool] = None,
     **kwargs: Any,
 ):
-    """Load a policy from a checkpoint directory or an OpenAI-compatible URL.
+    """Load a policy from a checkpoint directory, a Hugging Face hub id or an OpenAI-compatible URL.
 
     Args:
         source: A directory holding ``videoseek_policy.json`` (plus the ``save_pretrained`` files
-            for the transformers backend), or an ``http(s)://…/v1`` base URL.
+            for the transformers backend), a hub id ``"org/name"`` (fetched with
+            ``huggingface_hub.snapshot_download``: cache, ``HF_HUB_OFFLINE`` and tokens apply), or
+            an ``http(s)://…/v1`` base URL.
         model: Served model name for URLs (default: the server's first model).
         api_key: Bearer token for URLs (default: ``$OPENAI_API_KEY`` if set).
         device: Torch device for the transformers backend.
+        revision: Hub revision (branch, tag, commit) for hub ids.
+        allow_base: Load a transformers folder without ``videoseek_policy.json`` as an untuned
+            base VLM with :func:`agent_tools.policies.hub.base_model_manifest` (logged as a
+            warning). Default: True for hub ids, False for local folders.
         **kwargs: Passed to the backend's constructor (e.g. ``max_new_tokens``).
 
     Returns:
@@ -207,8 +232,27 @@ def load_policy(
 
         manifest = PolicyManifest(backend="openai", base_url=text, model=model, name=model or text)
         return OpenAIPolicy(text, model=model, api_key=api_key, manifest=manifest, **kwargs)
-    manifest = read_manifest(source)
-    d = Path(source).expanduser()
+    from agent_tools.policies import hub
+
+    if hub.is_hub_id(text):
+        try:
+            d = hub.snapshot(text, revision=revision)
+        except PolicyLoadError as exc:
+            raise PolicyLoadError(f"{exc}; there is no local folder {text!r} either") from None
+        allow_base = True if allow_base is None else allow_base
+    else:
+        d = Path(source).expanduser()
+    if allow_base and not (d / MANIFEST_NAME).is_file() and (d / "config.json").is_file():
+        name = text if hub.is_hub_id(text) else str(d)
+        manifest = hub.base_model_manifest(name)
+        logging.getLogger("agent_tools.policies").warning(
+            "%s has no %s: loading it as an untuned base model with videoseek's default manifest "
+            "(it was not trained for video search; expect weaker searches than a trained policy)",
+            name,
+            MANIFEST_NAME,
+        )
+    else:
+        manifest = read_manifest(d)
     if manifest.backend == "openai":
         from agent_tools.policies.openai_policy import OpenAIPolicy
 

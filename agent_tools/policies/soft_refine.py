@@ -1,36 +1,55 @@
-"""Soft query refinement at inference: a policy checkpoint's ``<REFINE>`` projector, run.
+"""Soft Query Refinement (SQR) as VideoSearch-R1 designs it: the model side, shared by training and inference.
 
-A checkpoint trained by ``training.sqr`` holds, next to the policy, ``sqr_projector.safetensors``
-and ``sqr_config.json``, and says ``soft_refinement: true`` in its manifest. :func:`load_policy`
-then attaches a :class:`SoftRefiner` as ``policy.refine_query_vector``, which the corpus graph
-calls after a ``not_matched`` verdict to get the next search vector.
+After the policy has verified a retrieved moment it writes its reasoning and verdict and then
+the ``<REFINE>`` token. Its last hidden state there starts a *recurrent latent rollout*:
 
-How a refined query is made (the same code trains it, so training and inference agree):
+1. ``z_1 = readout(h_REFINE)`` - :class:`SoftQueryProjector` ``.readout``: Linear(H->D) ->
+   LayerNorm -> GELU -> Linear(D->D), last layer zero-initialised; ``D`` is the retriever's
+   embedding width (VideoSearch-R1's ``refine_projector``).
+2. ``z_k`` is mapped back to the policy's input space by ``.roll_in`` (LayerNorm + Linear
+   D->H, partial-identity init; the reference's ``refine_latent_input_projector``), inserted
+   right after ``<REFINE>`` as the next input embedding, and the hidden state read there gives
+   ``z_{k+1} = readout(h)``; 8 steps by default (``refine_rollout_depth``). The rollout runs on
+   the policy's KV cache: with causal attention, feeding the latents one by one after the
+   prefix is exactly the reference's re-run of the whole sequence with the latents inserted
+   (:func:`rollout_latents`; a test checks both agree).
+3. The 8 latents go through ``.append`` (LayerNorm + Linear D->W, partial identity; the
+   reference's ``refine_append_input_projector``) and enter the retriever's own text encoder
+   as soft tokens next to the query tokens
+   (:meth:`agent_tools.encoders.OpenClipEncoder.encode_text_with_soft_tokens`).
+4. :func:`refined_query` = ``normalize(q + e(q, soft) - e(q, 0))``. Ours, not the reference's
+   (which uses ``e(q, soft)`` alone): inserting K tokens moves the pooled embedding even when
+   they are zero, so ``e(q, 0)`` is subtracted and a zero-initialised head returns exactly the
+   plain query - training starts from the original query and "unrefined" is a clean baseline.
+   An optional sigmoid gate on ``h`` (VideoSearch-R1's ``refine_gate``, off there) is kept.
 
-1. The policy reads the verification conversation, then a ``<REFINE>`` token; its last hidden
-   state there is ``h`` (:func:`refine_hidden_state`).
-2. :class:`SoftQueryProjector` maps ``h`` to ``K`` soft tokens of the retriever's text width
-   (Linear -> LayerNorm -> GELU -> Linear, last layer zero-initialised).
-3. :func:`refined_query` inserts them into the retriever's text encoder next to the query
-   (``encode_text_with_soft_tokens``) and returns ``normalize(q + e(q, soft) - e(q, 0))``: the
-   soft tokens' effect added to the plain query, so a zero projector returns the plain query.
+The hidden state is conditioned on the policy's own reply: :func:`refine_inputs` appends the
+reply's tokens (cut at its ``<REFINE>``, or followed by one) to the verification prompt.
 
-Names: :class:`SoftQueryProjector`, :func:`refined_query`, :func:`refine_hidden_state`,
-:class:`SoftRefiner`, :func:`load_projector`, :func:`attach_soft_refiner`, :data:`REFINE_TOKEN`,
-:data:`SQR_WEIGHTS_NAME`, :data:`SQR_CONFIG_NAME`.
+Checkpoint files: ``sqr_projector.safetensors`` + ``sqr_config.json`` next to the policy, which
+also records the retriever it was trained for (:func:`encoder_fingerprint`: name, cache key
+and a hash of the text tower); :func:`check_refiner_encoder` refuses another encoder.
+
+Names: :class:`SoftQueryProjector`, :func:`rollout_latents`, :func:`refined_query`,
+:func:`refine_inputs`, :func:`refine_token_id`, :func:`encoder_fingerprint`,
+:func:`check_refiner_encoder`, :class:`RefinerEncoderMismatchError`, :class:`SoftRefiner`,
+:func:`save_projector`, :func:`load_projector`, :func:`attach_soft_refiner`,
+:func:`load_refiner`, :func:`refine_search`, :data:`REFINE_TOKEN`, :data:`SQR_WEIGHTS_NAME`, :data:`SQR_CONFIG_NAME`.
 
 Usage::
 
-    policy = load_policy("runs/sqr")                 # manifest soft_refinement: true
-    vec = policy.refine_query_vector(convo, frames=resolver)   # (dim,) unit vector
+    policy = load_policy("runs/sqr")                  # manifest soft_refinement: true
+    vec = policy.refine_query_vector(convo, frames=resolver, completion_ids=gen.completion_ids)
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,74 +59,189 @@ from agent_tools.errors import InvalidArgumentError
 
 __all__ = [
     "REFINE_TOKEN",
-    "SQR_WEIGHTS_NAME",
     "SQR_CONFIG_NAME",
+    "SQR_FORMAT",
+    "SQR_WEIGHTS_NAME",
+    "RefinerEncoderMismatchError",
     "SoftQueryProjector",
-    "refined_query",
-    "refine_token_id",
-    "refine_hidden_state",
     "SoftRefiner",
-    "load_projector",
     "attach_soft_refiner",
+    "check_refiner_encoder",
+    "encoder_fingerprint",
+    "load_projector",
+    "load_refiner",
+    "refine_inputs",
+    "refine_search",
+    "refine_token_id",
+    "refined_query",
+    "rollout_latents",
+    "save_projector",
 ]
 
 REFINE_TOKEN = protocol.REFINE_TOKEN
 SQR_WEIGHTS_NAME = "sqr_projector.safetensors"
 SQR_CONFIG_NAME = "sqr_config.json"
+SQR_FORMAT = "videoseek-sqr-v2"
+
+
+class RefinerEncoderMismatchError(InvalidArgumentError):
+    """A refiner trained for one retriever encoder used with another."""
+
+
+def _partial_identity(linear: nn.Linear) -> None:
+    with torch.no_grad():
+        nn.init.zeros_(linear.weight)
+        nn.init.zeros_(linear.bias)
+        n = min(linear.in_features, linear.out_features)
+        linear.weight[torch.arange(n), torch.arange(n)] = 1.0
 
 
 class SoftQueryProjector(nn.Module):
-    """Policy hidden state ``(B, H)`` -> ``K`` soft tokens ``(B, K, W)``.
+    """The three SQR maps: ``readout`` (H->D), ``roll_in`` (D->H), ``append`` (D->W), and a gate.
 
     Args:
         hidden_size: The policy's hidden size H.
+        latent_dim: Latent width D (VideoSearch-R1: the retrieval embedding width).
         text_width: The retriever's text-token width W (``encoder.text_width``).
-        num_tokens: K soft tokens (VideoSearch-R1 uses 8).
-        proj_dim: Inner width D (default W).
+        num_tokens: Rollout depth = number of soft tokens (VideoSearch-R1: 8).
+        use_gate: Multiply each latent by ``sigmoid(gate(h))`` (the reference ships it off).
 
     Raises:
         InvalidArgumentError: If a size is below 1.
     """
 
     def __init__(
-        self, hidden_size: int, text_width: int, num_tokens: int = 8, proj_dim: Optional[int] = None
+        self, hidden_size: int, latent_dim: int, text_width: int, num_tokens: int = 8, use_gate: bool = False
     ):
         super().__init__()
-        if min(hidden_size, text_width, num_tokens) < 1:
-            raise InvalidArgumentError("hidden_size, text_width and num_tokens must be >= 1")
-        d = int(proj_dim or text_width)
-        self.hidden_size, self.text_width, self.num_tokens, self.proj_dim = (
-            hidden_size,
-            text_width,
-            num_tokens,
-            d,
+        if min(hidden_size, latent_dim, text_width, num_tokens) < 1:
+            raise InvalidArgumentError("hidden_size, latent_dim, text_width and num_tokens must be >= 1")
+        self.hidden_size, self.latent_dim, self.text_width = (
+            int(hidden_size),
+            int(latent_dim),
+            int(text_width),
         )
-        self.net = nn.Sequential(
-            nn.Linear(hidden_size, d), nn.LayerNorm(d), nn.GELU(), nn.Linear(d, num_tokens * text_width)
-        )
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        self.num_tokens, self.use_gate = int(num_tokens), bool(use_gate)
+        d = self.latent_dim
+        self.readout = nn.Sequential(nn.Linear(hidden_size, d), nn.LayerNorm(d), nn.GELU(), nn.Linear(d, d))
+        nn.init.zeros_(self.readout[-1].weight)
+        nn.init.zeros_(self.readout[-1].bias)
+        self.roll_in = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, hidden_size))
+        _partial_identity(self.roll_in[1])
+        self.append = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, text_width))
+        _partial_identity(self.append[1])
+        self.gate = nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.gate.weight)
+        nn.init.zeros_(self.gate.bias)
+        self.gate.requires_grad_(self.use_gate)
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        if hidden.dim() == 1:
-            hidden = hidden.unsqueeze(0)
-        return self.net(hidden.float()).view(hidden.shape[0], self.num_tokens, self.text_width)
+    def latent(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``readout(h)`` (times the gate when enabled): ``(B, H) -> (B, D)``."""
+        dtype = self.readout[0].weight.dtype
+        z = self.readout(hidden.to(dtype))
+        if self.use_gate:
+            z = z * torch.sigmoid(self.gate(hidden.to(dtype)))
+        return z.float()
 
-    def config(self) -> dict[str, int]:
+    def soft_tokens(self, latents: torch.Tensor) -> torch.Tensor:
+        """``append(z)``: ``(B, K, D) -> (B, K, W)`` soft tokens for the retriever's text encoder."""
+        return self.append(latents.to(self.append[1].weight.dtype)).float()
+
+    def config(self) -> dict[str, Any]:
         """Constructor arguments (saved next to the weights)."""
         return {
             "hidden_size": self.hidden_size,
+            "latent_dim": self.latent_dim,
             "text_width": self.text_width,
             "num_tokens": self.num_tokens,
-            "proj_dim": self.proj_dim,
+            "use_gate": self.use_gate,
         }
+
+
+def _unwrap(model: Any) -> Any:
+    """The transformers model under a PEFT / DeepSpeed wrapper."""
+    inner = model
+    for attr in ("module",):
+        inner = getattr(inner, attr, inner)
+    if hasattr(inner, "get_base_model"):
+        inner = inner.get_base_model()
+    return inner
+
+
+def _cache_kw(model: Any) -> str:
+    params = inspect.signature(_unwrap(model).forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _output_cache(out: Any) -> Any:
+    for name in ("cache", "past_key_values"):
+        value = getattr(out, name, None)
+        if value is not None:
+            return value
+    raise InvalidArgumentError("the policy model returned no KV cache; soft refinement needs use_cache=True")
+
+
+def rollout_latents(
+    model: Any,
+    projector: SoftQueryProjector,
+    inputs: dict[str, Any],
+    *,
+    labels: torch.Tensor | None = None,
+    depth: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The recurrent latent rollout for a batch of sequences that each end with ``<REFINE>``.
+
+    Args:
+        model: The policy model (a Qwen-VL ``...ForConditionalGeneration``, possibly PEFT-wrapped).
+        projector: The SQR maps.
+        inputs: Processor outputs, left-padded, every row's last token ``<REFINE>``.
+        labels: LM labels (``-100`` where not trained); the LM loss is returned with the latents.
+        depth: Latents to produce (default ``projector.num_tokens``).
+
+    Returns:
+        ``(latents (B, depth, D) float32, lm_loss or None)``; gradients flow into the model
+        and the projector.
+    """
+    depth = int(depth or projector.num_tokens)
+    kw = _cache_kw(model)
+    core = getattr(_unwrap(model), "model", None)
+    if core is not None and hasattr(core, "rope_deltas"):
+        core.rope_deltas = None  # set again by this prefix forward when it holds images
+    out = model(**inputs, labels=labels, use_cache=True, output_hidden_states=True)
+    h = out.hidden_states[-1][:, -1]
+    z = [projector.latent(h)]
+    cache = _output_cache(out)
+    mask = inputs.get("attention_mask")
+    b, length = inputs["input_ids"].shape
+    deltas = getattr(core, "rope_deltas", None)
+    if deltas is not None:  # Qwen-VL mRoPE: text positions continue after the image grid
+        base = length + deltas.to(h.device).long().view(b, 1)
+    elif mask is not None:  # left padding: a row's next position is its own token count
+        base = mask.long().sum(-1, keepdim=True)
+    else:
+        base = torch.full((b, 1), length, dtype=torch.long, device=h.device)
+    for k in range(1, depth):
+        emb = projector.roll_in(z[-1].to(projector.roll_in[1].weight.dtype)).unsqueeze(1)
+        emb = emb.to(model.get_input_embeddings().weight.dtype)
+        pos = base + (k - 1)
+        step: dict[str, Any] = {
+            "inputs_embeds": emb,
+            kw: cache,
+            "use_cache": True,
+            "output_hidden_states": True,
+        }
+        step["position_ids"] = pos.unsqueeze(0).expand(3, b, 1) if deltas is not None else pos
+        if mask is not None:
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            step["attention_mask"] = mask
+        o = model(**step)
+        cache = _output_cache(o)
+        z.append(projector.latent(o.hidden_states[-1][:, -1]))
+    return torch.stack(z, dim=1), (out.loss if labels is not None else None)
 
 
 def refined_query(encoder: Any, texts: Sequence[str], soft_tokens: torch.Tensor) -> torch.Tensor:
     """``normalize(q + e(q, soft) - e(q, 0))`` for each text, shape ``(B, dim)``.
-
-    Inserting K tokens moves the pooled embedding even when they are zero (positions,
-    attention), so ``e(q, 0)`` is subtracted: a zero projector gives exactly the plain query.
 
     Args:
         encoder: The retriever (``encode_text``, ``encode_text_with_soft_tokens``).
@@ -138,48 +272,129 @@ def refine_token_id(policy: Any, token: str = REFINE_TOKEN) -> int:
     return int(vocab[token])
 
 
-def refine_hidden_state(
-    policy: Any, messages: Sequence[dict], frames: Any = None, *, refine_id: Optional[int] = None
-) -> torch.Tensor:
-    """Last-layer hidden state of the policy at a ``<REFINE>`` token placed after ``messages``.
+def refine_inputs(
+    policy: Any,
+    messages: Sequence[dict],
+    frames: Any = None,
+    *,
+    reply: str | None = None,
+    completion_ids: Sequence[int] | None = None,
+    refine_id: int | None = None,
+) -> tuple[dict[str, Any], int]:
+    """Model inputs of one verification turn: prompt + the policy's reply, ending with ``<REFINE>``.
 
-    The sequence is the policy's own model input for ``messages`` (generation prompt
-    included, :meth:`TransformersPolicy.build_inputs`) plus the ``<REFINE>`` token.
-
-    Args:
-        policy: A :class:`~agent_tools.policies.TransformersPolicy`.
-        messages: The verification conversation (frames as references).
-        frames: Resolver for the frame references.
-        refine_id: The token id (default: looked up).
+    The reply is ``completion_ids`` (the generated tokens: cut after their last ``<REFINE>``,
+    else ``<REFINE>`` is appended) or ``reply`` text (tokenised; same rule). Neither: the bare
+    prompt plus ``<REFINE>``.
 
     Returns:
-        ``(H,)`` float tensor (carrying gradient when the model is trainable).
+        ``(inputs on the model's device, number of reply tokens incl. <REFINE>)``.
     """
-    rid = refine_id if refine_id is not None else refine_token_id(policy)
     from agent_tools.policies.transformers_policy import append_token_ids
 
-    inputs = append_token_ids(policy.build_inputs(policy.prepare(messages, frames)), [rid])
-    out = policy.model(**inputs, output_hidden_states=True)
-    return out.hidden_states[-1][0, -1].float()
+    rid = refine_id if refine_id is not None else refine_token_id(policy)
+    if completion_ids is not None:
+        ids = [int(t) for t in completion_ids]
+    elif reply is not None:
+        ids = list(policy.tokenizer(reply, add_special_tokens=False)["input_ids"])
+    else:
+        ids = []
+    eos = getattr(getattr(policy.model, "generation_config", None), "eos_token_id", None)
+    stop = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
+    if rid in ids:
+        ids = ids[: len(ids) - ids[::-1].index(rid)]
+    else:
+        while ids and ids[-1] in stop:  # the turn's end-of-message token does not precede <REFINE>
+            ids.pop()
+        ids.append(rid)
+    inputs = append_token_ids(policy.build_inputs(policy.prepare(messages, frames)), ids)
+    return inputs, len(ids)
 
+
+# --------------------------------------------------------------------------- encoder identity
+
+
+def encoder_fingerprint(encoder: Any) -> dict[str, Any]:
+    """What identifies the retriever a refiner was trained for.
+
+    Returns:
+        ``{"name", "cache_key", "text_fingerprint", "text_width", "dim"}`` (``text_fingerprint``:
+        a hash of the text tower's weights when the encoder exposes it).
+    """
+    fp = getattr(encoder, "text_fingerprint", None)
+    return {
+        "name": getattr(encoder, "name", None),
+        "cache_key": getattr(encoder, "cache_key", None),
+        "text_fingerprint": fp() if callable(fp) else fp,
+        "text_width": getattr(encoder, "text_width", None),
+        "dim": getattr(encoder, "dim", None),
+    }
+
+
+def check_refiner_encoder(meta: dict[str, Any], encoder: Any, where: str = "the refiner") -> None:
+    """Refuse a refiner whose recorded retriever differs from ``encoder``.
+
+    Args:
+        meta: The refiner's ``sqr_config.json`` (its ``encoder`` fingerprint).
+        encoder: The encoder it is about to run with (the corpus index's).
+        where: Name of the refiner in the message.
+
+    Raises:
+        RefinerEncoderMismatchError: On a different name, cache key, text-tower hash or width.
+    """
+    want = meta.get("encoder") or {}
+    if isinstance(want, str):
+        want = {"name": want}
+    have = encoder_fingerprint(encoder)
+    for key in ("name", "cache_key", "text_fingerprint", "text_width", "dim"):
+        a, b = want.get(key), have.get(key)
+        if a is not None and b is not None and a != b:
+            raise RefinerEncoderMismatchError(
+                f"{where} was trained for the retriever encoder {want.get('name')!r} ({key} {a!r}), but this "
+                f"index uses {have.get('name')!r} ({key} {b!r}); soft tokens only mean something in the text "
+                "tower they were trained for - use a refiner trained with this index's encoder, or search "
+                "without --refiner"
+            )
+
+
+# --------------------------------------------------------------------------- inference
 
 _QUERY_LINE = re.compile(r"Query: (.*)")
 
 
+def _query_of(messages: Sequence[dict]) -> str:
+    text = ""
+    for m in messages:
+        c = m.get("content")
+        text += (
+            c
+            if isinstance(c, str)
+            else "".join(b.get("text", "") for b in c or [] if b.get("type") == "text")
+        )
+    found = _QUERY_LINE.search(text)
+    if found is None:
+        raise InvalidArgumentError(
+            "soft refinement needs the corpus verification conversation (its 'Query: ...' line)"
+        )
+    return found.group(1).strip()
+
+
 class SoftRefiner:
-    """``refine_query_vector(messages, frames=...)`` for the corpus graph.
+    """``refine_query_vector(messages, frames=..., completion_ids=...)`` for the corpus graph.
 
     Args:
-        policy: The policy whose hidden state is read.
+        policy: The policy whose hidden states are read.
         projector: The trained :class:`SoftQueryProjector`.
-        encoder: The retriever encoder, or its registry name (loaded on first use). It must be
-            the encoder the corpus index was built with.
+        encoder: The retriever encoder, or its registry name (loaded on first use).
+        meta: The refiner's ``sqr_config.json`` (encoder fingerprint), checked on first use.
     """
 
-    def __init__(self, policy: Any, projector: SoftQueryProjector, encoder: Any):
+    def __init__(self, policy: Any, projector: SoftQueryProjector, encoder: Any, meta: dict | None = None):
         self.policy = policy
         self.projector = projector.eval()
+        self.meta = dict(meta or {})
         self._encoder = encoder
+        self._checked = False
 
     @property
     def encoder(self) -> Any:
@@ -187,41 +402,95 @@ class SoftRefiner:
             from agent_tools.encoders import load_encoder
 
             self._encoder = load_encoder(self._encoder, device=str(self.policy.model.device))
+        if not self._checked:
+            check_refiner_encoder(self.meta, self._encoder)
+            self._checked = True
         return self._encoder
 
-    def __call__(self, messages: Sequence[dict], frames: Any = None) -> Any:
+    def use_encoder(self, encoder: Any) -> None:
+        """Run with ``encoder`` (the index's) after checking it is the one trained for.
+
+        Raises:
+            RefinerEncoderMismatchError: If it is another encoder.
+        """
+        check_refiner_encoder(self.meta, encoder)
+        self._encoder, self._checked = encoder, True
+
+    def __call__(
+        self,
+        messages: Sequence[dict],
+        frames: Any = None,
+        *,
+        reply: str | None = None,
+        completion_ids: Sequence[int] | None = None,
+    ) -> Any:
         """The refined query vector (numpy ``(dim,)``, unit norm) after a verification turn.
+
+        Args:
+            messages: The verification conversation (``Query: ...`` line inside).
+            frames: Frame resolver.
+            reply: The policy's reply text (when its token ids are not at hand).
+            completion_ids: The policy's generated tokens (preferred: exact).
 
         Raises:
             InvalidArgumentError: If the conversation has no ``Query:`` line.
         """
-        text = ""
-        for m in messages:
-            c = m.get("content")
-            text += (
-                c
-                if isinstance(c, str)
-                else "".join(b.get("text", "") for b in c or [] if b.get("type") == "text")
-            )
-        found = _QUERY_LINE.search(text)
-        if found is None:
-            raise InvalidArgumentError(
-                "soft refinement needs the corpus verification conversation (its 'Query: ...' line)"
-            )
+        query = _query_of(messages)
+        encoder = self.encoder
         with torch.no_grad():
-            h = refine_hidden_state(self.policy, messages, frames)
-            soft = self.projector(h.to(next(self.projector.parameters()).device))
-            return refined_query(self.encoder, [found.group(1).strip()], soft)[0].numpy()
+            inputs, _ = refine_inputs(
+                self.policy, messages, frames, reply=reply, completion_ids=completion_ids
+            )
+            latents, _ = rollout_latents(self.policy.model, self.projector, dict(inputs))
+            soft = self.projector.soft_tokens(latents)
+            return refined_query(encoder, [query], soft)[0].numpy()
+
+
+def save_projector(
+    projector: SoftQueryProjector,
+    directory: str | Path,
+    *,
+    encoder: Any = None,
+    tau: float = 0.1,
+    **extra: Any,
+) -> Path:
+    """Write ``sqr_projector.safetensors`` and ``sqr_config.json`` into ``directory``.
+
+    Args:
+        projector: The trained maps.
+        directory: Target folder (created).
+        encoder: The retriever it was trained with (its :func:`encoder_fingerprint` is recorded).
+        tau: InfoNCE temperature used.
+        **extra: More fields for the config.
+    """
+    from safetensors.torch import save_file
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    save_file(
+        {k: v.detach().float().contiguous().cpu() for k, v in projector.state_dict().items()},
+        str(d / SQR_WEIGHTS_NAME),
+    )
+    fp = (
+        encoder_fingerprint(encoder)
+        if encoder is not None and not isinstance(encoder, str)
+        else {"name": encoder}
+    )
+    meta = dict(
+        projector.config(), encoder=fp, tau=tau, refine_token=REFINE_TOKEN, format=SQR_FORMAT, **extra
+    )
+    (d / SQR_CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+    return d
 
 
 def load_projector(directory: str | Path) -> tuple[SoftQueryProjector, dict[str, Any]]:
-    """Read ``sqr_projector.safetensors`` + ``sqr_config.json`` (as ``training.sqr`` saves them).
+    """Read ``sqr_projector.safetensors`` + ``sqr_config.json`` (as :func:`save_projector` writes them).
 
     Returns:
         ``(projector in eval mode, the config dict)``.
 
     Raises:
-        PolicyLoadError: If a file is missing or the config is not valid.
+        PolicyLoadError: If a file is missing, or the config is not a valid (current-format) one.
     """
     from safetensors.torch import load_file
 
@@ -236,25 +505,33 @@ def load_projector(directory: str | Path) -> tuple[SoftQueryProjector, dict[str,
         )
     try:
         meta = json.loads((d / SQR_CONFIG_NAME).read_text())
+        if meta.get("format") != SQR_FORMAT:
+            raise ValueError(
+                f"format {meta.get('format')!r} is not {SQR_FORMAT!r} (retrain with training.sqr)"
+            )
         proj = SoftQueryProjector(
-            meta["hidden_size"], meta["text_width"], meta["num_tokens"], meta.get("proj_dim")
+            meta["hidden_size"],
+            meta["latent_dim"],
+            meta["text_width"],
+            meta["num_tokens"],
+            meta.get("use_gate", False),
         )
-    except (ValueError, KeyError, TypeError) as exc:
+        proj.load_state_dict(load_file(str(d / SQR_WEIGHTS_NAME)))
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise PolicyLoadError(
-            f"{d / SQR_CONFIG_NAME}: not a valid projector config ({exc!r}); it needs hidden_size, "
-            "text_width and num_tokens"
+            f"{d / SQR_CONFIG_NAME}: not a valid projector ({exc}); it needs hidden_size, latent_dim, "
+            "text_width and num_tokens matching the weights"
         ) from None
-    proj.load_state_dict(load_file(str(d / SQR_WEIGHTS_NAME)))
     return proj.eval(), meta
 
 
 def attach_soft_refiner(policy: Any, directory: str | Path, encoder: Any = None) -> SoftRefiner:
-    """Load ``sqr_projector.safetensors`` from ``directory`` and set ``policy.refine_query_vector``.
+    """Load the projector from ``directory`` and set ``policy.refine_query_vector``.
 
     Args:
         policy: The loaded policy.
         directory: The checkpoint directory.
-        encoder: The retriever or its name (default: ``sqr_config.json``'s ``encoder``).
+        encoder: The retriever or its name (default: the one recorded in ``sqr_config.json``).
 
     Returns:
         The refiner (also set as ``policy.refine_query_vector``).
@@ -262,20 +539,30 @@ def attach_soft_refiner(policy: Any, directory: str | Path, encoder: Any = None)
     Raises:
         PolicyLoadError: The checkpoint claims soft refinement but lacks the projector files
             or the retriever encoder's name.
+        RefinerEncoderMismatchError: ``encoder`` is not the one the refiner was trained for.
     """
     from agent_tools.policies.manifest import PolicyLoadError
 
     d = Path(directory)
     proj, meta = load_projector(d)
     proj.to(policy.model.device)
-    enc = (
-        encoder if encoder is not None else (meta.get("encoder") or getattr(policy.manifest, "encoder", None))
+    recorded = (
+        (meta.get("encoder") or {}).get("name")
+        if isinstance(meta.get("encoder"), dict)
+        else meta.get("encoder")
     )
+    enc = encoder if encoder is not None else (recorded or getattr(policy.manifest, "encoder", None))
     if enc is None:
         raise PolicyLoadError(
             f"{d}: soft refinement needs the retriever encoder's name ('encoder' in {SQR_CONFIG_NAME} "
             "or in videoseek_policy.json)"
         )
-    refiner = SoftRefiner(policy, proj, enc)
+    refiner = SoftRefiner(policy, proj, enc, meta)
+    if not isinstance(enc, str):
+        refiner.use_encoder(enc)
     policy.refine_query_vector = refiner
     return refiner
+
+
+# the search-side helpers live in soft_refine_search (split for size); re-exported here
+from agent_tools.policies.soft_refine_search import load_refiner, refine_search

@@ -5,7 +5,8 @@ another ``AutoModelForImageTextToText`` whose processor accepts ``text=`` and ``
 Frames reach the model as image blocks in the chat template, each preceded by its
 timestamp text; pixels exist only inside :meth:`TransformersPolicy._generate`.
 
-Names: :class:`TransformersPolicy` (``from_pretrained(path)``, ``generate``),
+Names: :class:`TransformersPolicy` (``from_pretrained(path)``, ``generate``, ``save_pretrained``,
+``push_to_hub``),
 :data:`STOP_STRINGS`, :func:`resolve_device`, and two helpers shared with the trainer and
 :mod:`~agent_tools.policies.soft_refine`: :func:`split_images` (chat-template messages + the
 images, in order) and :func:`append_token_ids` (extend one sequence's model inputs by token ids).
@@ -25,6 +26,7 @@ from typing import Any, Optional, Sequence
 from agent_tools import protocol
 from agent_tools.errors import InvalidArgumentError
 from agent_tools.policies.base import ChatMessage, Generation, Policy
+from agent_tools.policies.manifest import PolicyLoadError
 
 __all__ = ["TransformersPolicy", "STOP_STRINGS", "resolve_device", "split_images", "append_token_ids"]
 
@@ -104,7 +106,8 @@ class TransformersPolicy(Policy):
         top_p: Nucleus sampling mass (ignored when greedy).
         stop_strings: Strings that end a turn early.
         generation_kwargs: Extra ``generate`` keyword arguments.
-        **policy_kwargs: ``max_new_tokens``, ``max_side``, ``tool_role``, ``manifest``.
+        **policy_kwargs: ``max_new_tokens``, ``max_side``, ``tool_role``, ``manifest``, ``text_only``
+            (a causal LM whose ``processor`` is its tokenizer; frames reach it as text) and ``tagger``.
     """
 
     def __init__(
@@ -167,8 +170,32 @@ class TransformersPolicy(Policy):
         dev = resolve_device(device)
         if dtype == "auto":
             dtype = torch.bfloat16 if dev.startswith("cuda") else torch.float32
-        processor = AutoProcessor.from_pretrained(str(path))
-        model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=dtype).to(dev).eval()
+        if kwargs.get("text_only"):  # a text-only language model (e.g. SmolLM2): tokenizer + causal LM
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            try:
+                processor = AutoTokenizer.from_pretrained(str(path))
+                model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(dev).eval()
+            except (OSError, ValueError, KeyError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise PolicyLoadError(
+                    f"{str(path)!r} cannot be loaded as a causal language model (AutoTokenizer + "
+                    f"AutoModelForCausalLM): {first}"
+                ) from None
+            if manifest is not None:
+                kwargs.setdefault("max_new_tokens", manifest.max_new_tokens)
+                kwargs.setdefault("tool_role", manifest.tool_role)
+                kwargs.setdefault("name", manifest.name or str(path))
+            return cls(model, processor, manifest=manifest, **kwargs)
+        try:
+            processor = AutoProcessor.from_pretrained(str(path))
+            model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=dtype).to(dev).eval()
+        except (OSError, ValueError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise PolicyLoadError(
+                f"{str(path)!r} cannot be loaded as an image-text-to-text model (AutoProcessor + "
+                f"AutoModelForImageTextToText): {first}"
+            ) from None
         if manifest is not None:
             kwargs.setdefault("max_new_tokens", manifest.max_new_tokens)
             kwargs.setdefault("max_side", manifest.max_side)
@@ -176,10 +203,59 @@ class TransformersPolicy(Policy):
             kwargs.setdefault("name", manifest.name or str(path))
         return cls(model, processor, manifest=manifest, **kwargs)
 
+    def save_pretrained(self, directory: str | Path, *, manifest: Any = None) -> Path:
+        """Write a loadable policy folder: model, processor, ``videoseek_policy.json``, model card.
+
+        Args:
+            directory: Target folder (created).
+            manifest: Manifest to write (default: :attr:`manifest`, else the defaults named after
+                this policy).
+
+        Returns:
+            The folder.
+        """
+        from agent_tools.policies.manifest import PolicyManifest, write_manifest
+
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(out)
+        self.processor.save_pretrained(out)
+        manifest = manifest if manifest is not None else self.manifest
+        if manifest is None:
+            manifest = PolicyManifest(
+                name=self.name,
+                max_new_tokens=self.max_new_tokens,
+                max_side=self.max_side,
+                tool_role=self.tool_role,
+            )
+        write_manifest(out, manifest)
+        return out
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
+        """Save to a temporary folder and upload it (:func:`agent_tools.policies.hub.push_to_hub`).
+
+        Args:
+            repo_id: Target ``"org/name"``.
+            **kwargs: :func:`~agent_tools.policies.hub.push_to_hub` arguments (``private``, ``token``,
+                ``api``, ...).
+
+        Returns:
+            The upload's ``CommitInfo``.
+        """
+        import tempfile
+
+        from agent_tools.policies.hub import push_to_hub
+
+        with tempfile.TemporaryDirectory(prefix="videoseek-push-") as tmp:
+            self.save_pretrained(tmp)
+            return push_to_hub(tmp, repo_id, **kwargs)
+
     def build_inputs(self, messages: list[ChatMessage]) -> Any:
         """Chat template + processor: the model inputs for a prepared conversation."""
         templated, images = split_images(messages)
         text = self.processor.apply_chat_template(templated, tokenize=False, add_generation_prompt=True)
+        if self.text_only:  # a tokenizer, no image processor (prepare sent no image parts)
+            return self.processor(text=[text], add_special_tokens=False, return_tensors="pt").to(self.model.device)
         inputs = self.processor(text=[text], images=images or None, return_tensors="pt")
         return inputs.to(self.model.device)
 

