@@ -331,3 +331,47 @@ def test_graph_policy_hears_what_is_said_near_its_frames():
                if b.get("type") == "text" and b["text"].startswith("Said near")]
     # preview frames at 6.5, 13.5, ..., 40.0, ... s: both sentences are within 3 s of one of them
     assert preview == ['Said near these frames:\n[13.0s-14.5s] "the red car turns left"\n[40.0s-41.0s] "far away"']
+
+
+def _mkv_with_ass_subtitles(path, cues):
+    """A 5 s video whose container holds an ASS subtitle stream with ``(start_ms, dur_ms, event)`` cues."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=5)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        ss = out.add_stream("ass")
+        ss.codec_context.extradata = (
+            b"[Script Info]\nScriptType: v4.00+\n\n[Events]\n"
+            b"Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\n"
+        )
+        for i in range(25):
+            f = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 5)
+            for p in vs.encode(f):
+                out.mux(p)
+        for p in vs.encode():
+            out.mux(p)
+        for start, dur, text in cues:
+            pkt = av.Packet(text.encode())
+            pkt.pts = pkt.dts = start
+            pkt.duration, pkt.stream, pkt.time_base = dur, ss, Fraction(1, 1000)
+            out.mux(pkt)
+    return path
+
+
+def test_embedded_subtitle_stream_is_the_transcript(tmp_path):
+    from agent_tools.speech.subtitles import read_embedded
+    from agent_tools.speech.transcripts import TranscriptStore
+
+    video = _mkv_with_ass_subtitles(tmp_path / "subbed.mkv", [
+        (1000, 1500, "0,0,Default,,0,0,0,,Travel costs were {\\i1}cut{\\i0}."),  # an ASS event line
+        (3000, 1000, "Second cue"),
+    ])
+    segs, label = read_embedded(video)
+    assert [(s.start, s.end, s.text) for s in segs] == [(1.0, 2.5, "Travel costs were cut."), (3.0, 4.0, "Second cue")]
+    assert label.startswith("stream:")
+    t = TranscriptStore(tmp_path / "cache").get(video)  # no ASR model needed: the container has the text
+    assert t.source == "embedded-subtitles" and [s.text for s in t.segments][0] == "Travel costs were cut."

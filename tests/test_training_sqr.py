@@ -281,10 +281,11 @@ def test_checkpoint_claiming_soft_refinement_without_projector_is_rejected(tmp_p
 
 @pytest.mark.slow
 @pytest.mark.xfail(
-    strict=False,
-    reason="acceptance not met yet: with InfoNCE weight 0.3 the toy's InfoNCE stayed flat (held-out R@1 0 -> 0.18, "
-    "chance 0.10); this tuning (weight 1.0, projector lr 3e-2, 100 steps) could not be run to the end on the "
-    "overloaded build machine - see the helper report",
+    strict=True,  # an unexpected pass fails the run: then drop this marker
+    reason="known gap (issue 9, SQR acceptance): on the toy task the tiny random policy's <REFINE> hidden "
+    "states are nearly identical across rows (mean cosine 0.99), InfoNCE stays near its start and held-out "
+    "R@1 reaches 0.08-0.18 (chance 0.125) after 100-300 steps; projector-only training on distinct states "
+    "reaches 0.55, so the gap is in what the policy's state carries",
 )
 def test_held_out_r1_of_the_refined_query_beats_the_unrefined_query(searcher, tmp_path):
     """Acceptance: on held-out phrasings, the policy's own reply + SQR finds the right moment.

@@ -126,8 +126,10 @@ def read_embedded(path: Path) -> Optional[tuple[list[TranscriptSegment], str]]:
             start = float(packet.pts) * tb
             end = start + float(packet.duration or 0) * tb
             for sub_set in subs:
-                for rect in sub_set:
-                    raw = getattr(rect, "text", None) or getattr(rect, "ass", None)
+                # PyAV < 14 yields a SubtitleSet of rects; newer versions yield the rects themselves
+                rects = sub_set if hasattr(sub_set, "__iter__") else [sub_set]
+                for rect in rects:
+                    raw = getattr(rect, "dialogue", None) or getattr(rect, "text", None) or getattr(rect, "ass", None)
                     if isinstance(raw, bytes):
                         raw = raw.decode("utf-8", "replace")
                     if not raw:
