@@ -375,3 +375,19 @@ def test_embedded_subtitle_stream_is_the_transcript(tmp_path):
     assert label.startswith("stream:")
     t = TranscriptStore(tmp_path / "cache").get(video)  # no ASR model needed: the container has the text
     assert t.source == "embedded-subtitles" and [s.text for s in t.segments][0] == "Travel costs were cut."
+
+
+def test_a_reader_sees_another_process_replace_a_video(tmp_path):
+    """A read-only index (an MCP replica) never serves stale embeddings after a build replaces a video's rows."""
+    from agent_tools.speech.index import SpeechIndex
+
+    writer = SpeechIndex(tmp_path / "s.sqlite", _BagOfWords())
+    writer.add_video("v", Transcript(path="v", source="asr", segments=[
+        TranscriptSegment(start=1, end=2, text="Berlin office opens.")]))
+    reader = SpeechIndex(tmp_path / "s.sqlite", _BagOfWords(), read_only=True)
+    assert reader.search("berlin office", top_k=1)[0].start == 1
+    # same row count and the same rowid reused: only SQLite's data_version tells the reader
+    writer.add_video("v", Transcript(path="v", source="asr", segments=[
+        TranscriptSegment(start=5, end=6, text="Travel costs cut.")]))
+    hit = reader.search("travel costs", top_k=1)[0]
+    assert (hit.start, hit.text) == (5.0, "Travel costs cut.") and hit.score > 0.9

@@ -203,8 +203,8 @@ class SpeechIndex:
 
     def _dense_matrix(self) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
-            gen = self.db.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM passages").fetchone()
-            key = hash(gen)
+            # data_version changes when another connection (an index build) commits; own writes reset _matrix
+            key = self.db.execute("PRAGMA data_version").fetchone()[0]
             if self._matrix is None or self._matrix[0] != key:
                 ids, embs = [], []
                 for pid, blob in self.db.execute("SELECT id, emb FROM passages ORDER BY id"):
