@@ -8,11 +8,13 @@ Engines (no MCP, LangChain or TRL imports):
 - :mod:`agent_tools.dpp` - relevance-conditioned DPP frame selection.
 - :mod:`agent_tools.temporal` - :class:`TemporalSearcher`, search inside one video.
 - :mod:`agent_tools.corpus` - the corpus index and :class:`MomentSearcher`.
-- :mod:`agent_tools.metrics` - retrieval / grounding / temporal-search metrics.
+- :mod:`agent_tools.speech` - transcripts (ASR / subtitles) and transcript search, one video or a corpus.
+- :mod:`agent_tools.metrics` - retrieval / grounding / temporal-search metrics (and TVR's official rule).
+- :mod:`agent_tools.evaluation` / :mod:`agent_tools.world` - ``videoseek eval`` and the synthetic world.
 - :mod:`agent_tools.types` - the pydantic results every surface shares.
 
 Adapters: :mod:`agent_tools.langchain_tools`, :mod:`agent_tools.graphs`,
-:mod:`agent_tools.policies`, :mod:`agent_tools.cli`.
+:mod:`agent_tools.policies`, :mod:`agent_tools.observations`, :mod:`agent_tools.cli`.
 
 Names below are imported lazily, so ``import agent_tools`` stays cheap.
 """

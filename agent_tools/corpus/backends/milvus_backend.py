@@ -217,6 +217,7 @@ class MilvusVectorIndex:
         self._pending = 0
         self._index_kind: str | None = None
         self._param: int | None = None
+        self._nlist: int | None = None
         if self.uri.endswith(".db"):
             Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
         self.client = _client(self.uri, token)
@@ -259,6 +260,7 @@ class MilvusVectorIndex:
     def _default_param(self, kind: str, n: int, info: dict | None = None) -> int | None:
         if kind == "ivf":
             nlist = int((info or {}).get("nlist", 0) or ivf_nlist(max(n, 1)))
+            self._nlist = nlist
             # a sixteenth of the lists (at least 16): FAISS's tuning lands at 16-32 on clustered 512-d
             # data with nlist ~1,800 (benchmarks/bench_scale.py); Milvus Lite searches exhaustively anyway
             return int(min(nlist, max(16, nlist // 16)))
@@ -461,19 +463,26 @@ class MilvusVectorIndex:
         if self._count == 0:
             return scores, out
         limit = int(min(k, _MAX_LIMIT, self._count))
-        params: dict = {"metric_type": "IP", "params": {}}
-        if self._index_kind == "ivf" and self._param:
-            params["params"] = {"nprobe": int(self._param)}
-        elif self._index_kind == "hnsw" and self._param:
-            params["params"] = {"ef": int(max(self._param, limit))}
         res = self.client.search(
-            self.collection, data=list(q), limit=limit, filter=filter or "", search_params=params
+            self.collection, data=list(q), limit=limit, filter=filter or "",
+            search_params=self._search_params(limit, filtered=bool(filter)),
         )
         for row, hits in enumerate(res):
             for j, h in enumerate(hits[:k]):
                 out[row, j] = int(h["id"])
                 scores[row, j] = float(h["distance"])
         return scores, out
+
+    def _search_params(self, limit: int, filtered: bool) -> dict:
+        """Search parameters: IVF probes every list under a filter (the filter keeps few rows, and probing
+        only some lists returns fewer than ``k`` of them); HNSW's ``ef`` is at least ``limit``."""
+        params: dict = {"metric_type": "IP", "params": {}}
+        if self._index_kind == "ivf" and self._param:
+            nprobe = self._nlist if filtered else None
+            params["params"] = {"nprobe": int(min(nprobe or self._param, 65536))}
+        elif self._index_kind == "hnsw" and self._param:
+            params["params"] = {"ef": int(max(self._param, limit))}
+        return params
 
     def search_segments(
         self,
@@ -488,14 +497,14 @@ class MilvusVectorIndex:
             raise InvalidArgumentError(f"query must have width {self.dim}; got {q.shape[1]}")
         if self._count == 0:
             return []
-        params: dict = {"metric_type": "IP", "params": {}}
-        if self._index_kind == "ivf" and self._param:
-            params["params"] = {"nprobe": int(self._param)}
+        limit = int(min(k, _MAX_LIMIT, self._count))
+        expr = filter_expr(video_ids, time_range) or ""
+        params = self._search_params(limit, filtered=bool(expr))
         res = self.client.search(
             self.collection,
             data=list(q),
-            limit=int(min(k, _MAX_LIMIT, self._count)),
-            filter=filter_expr(video_ids, time_range) or "",
+            limit=limit,
+            filter=expr,
             output_fields=["video_id", "start", "end"],
             search_params=params,
         )
