@@ -171,6 +171,8 @@ def test_launch_configs_are_deepspeed_bf16_and_the_estimate_reads_them():
 
 
 def test_lora_under_zero3_is_refused_before_loading(tmp_path, monkeypatch):
+    pytest.importorskip("trl")
+    pytest.importorskip("peft")
     from training.sft import SFTConfig, train_sft
 
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
@@ -204,6 +206,8 @@ def test_timesearch_recipes_follow_the_reference_setup():
 
 @pytest.mark.slow
 def test_sft_7b_recipe_dry_run_on_cpu(tmp_path, video_root):
+    pytest.importorskip("trl")
+    pytest.importorskip("peft")
     from agent_tools.policies import read_manifest
     from training.dry_run import dry_run
 
@@ -223,6 +227,8 @@ def test_sft_7b_recipe_dry_run_on_cpu(tmp_path, video_root):
 
 @pytest.mark.slow
 def test_grpo_7b_recipe_dry_run_on_cpu(tmp_path, video_root):
+    pytest.importorskip("trl")
+    pytest.importorskip("peft")
     from agent_tools.policies import read_manifest
     from training.dry_run import dry_run
 

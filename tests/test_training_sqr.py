@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 import pytest
+
+pytest.importorskip("accelerate")  # the train extra (transformers.Trainer / TRL); the floor job runs without it
 import torch
 
 from agent_tools.policies import load_policy, read_manifest

@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 import pytest
+
+pytest.importorskip("trl")  # the train extra (transformers.Trainer / TRL); the floor job runs without it
 import torch
 
 from agent_tools.policies import load_policy, read_manifest

@@ -70,11 +70,20 @@ def speak(sentence: str, voice: str = "en-us", words_per_minute: int = 165) -> n
         rate = w.getframerate()
         pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768.0
     if rate != AUDIO_RATE:
-        from scipy.signal import resample_poly
-
-        g = np.gcd(rate, AUDIO_RATE)
-        pcm = resample_poly(pcm, AUDIO_RATE // g, rate // g).astype(np.float32)
+        pcm = _resample(pcm, rate)
     return pcm
+
+
+def _resample(pcm: np.ndarray, rate: int) -> np.ndarray:
+    """Mono float32 at ``rate`` -> :data:`AUDIO_RATE`, with PyAV's (libswresample) resampler."""
+    import av
+
+    frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1).astype(np.float32), format="flt", layout="mono")
+    frame.sample_rate = rate
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+    chunks = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+    chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
 
 
 def write_spoken_video(
