@@ -173,32 +173,22 @@ class TransformersPolicy(Policy):
         if kwargs.get("text_only"):  # a text-only language model (e.g. SmolLM2): tokenizer + causal LM
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            try:
-                processor = AutoTokenizer.from_pretrained(str(path))
-                model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(dev).eval()
-            except (OSError, ValueError, KeyError) as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise PolicyLoadError(
-                    f"{str(path)!r} cannot be loaded as a causal language model (AutoTokenizer + "
-                    f"AutoModelForCausalLM): {first}"
-                ) from None
-            if manifest is not None:
-                kwargs.setdefault("max_new_tokens", manifest.max_new_tokens)
-                kwargs.setdefault("tool_role", manifest.tool_role)
-                kwargs.setdefault("name", manifest.name or str(path))
-            return cls(model, processor, manifest=manifest, **kwargs)
+            loaders, what = (AutoTokenizer, AutoModelForCausalLM), "a causal language model"
+        else:
+            loaders, what = (AutoProcessor, AutoModelForImageTextToText), "an image-text-to-text model"
         try:
-            processor = AutoProcessor.from_pretrained(str(path))
-            model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=dtype).to(dev).eval()
+            processor = loaders[0].from_pretrained(str(path))
+            model = loaders[1].from_pretrained(str(path), dtype=dtype).to(dev).eval()
         except (OSError, ValueError, KeyError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise PolicyLoadError(
-                f"{str(path)!r} cannot be loaded as an image-text-to-text model (AutoProcessor + "
-                f"AutoModelForImageTextToText): {first}"
+                f"{str(path)!r} cannot be loaded as {what} ({loaders[0].__name__} + "
+                f"{loaders[1].__name__}): {first}"
             ) from None
         if manifest is not None:
             kwargs.setdefault("max_new_tokens", manifest.max_new_tokens)
-            kwargs.setdefault("max_side", manifest.max_side)
+            if not kwargs.get("text_only"):
+                kwargs.setdefault("max_side", manifest.max_side)
             kwargs.setdefault("tool_role", manifest.tool_role)
             kwargs.setdefault("name", manifest.name or str(path))
         return cls(model, processor, manifest=manifest, **kwargs)
