@@ -2,7 +2,7 @@
 
     videoseek ask VIDEO "question" --policy DIR|URL [--encoder NAME] [--max-turns N]
                   [--max-new-tokens N] [--preview-frames N] [--verify] [--force-answer]
-                  [--model NAME] [--json]
+                  [--model NAME] [--json] [--observation images|text] [--vocabulary FILE|world]
 
 - ``--policy`` is a policy checkpoint directory (``save_pretrained`` files +
   ``videoseek_policy.json``) or the base URL of an OpenAI-compatible server (``vllm serve``).
@@ -12,11 +12,14 @@
   policy was trained with (its manifest's ``max_turns``, ``max_new_tokens``,
   ``preview_frames``), else 8 turns, the policy's default tokens and 8 preview frames
   (:func:`episode_settings`).
+- Frames reach the policy as its manifest says: images, or for a text-only policy
+  (``observation: "text"``) text lines tagged over its ``tag_vocabulary`` by the encoder;
+  ``--observation text`` / ``--vocabulary`` set that for a bare URL (:func:`read_vocabulary`).
 - Each turn prints its thought, the searched window, query and returned timestamps, or the
   answer; ``--json`` prints the whole :class:`~agent_tools.graphs.Rollout` instead.
 
 Names: :func:`register` (adds ``ask`` to a Typer app), :func:`ask`, :func:`format_turn` (the
-lines printed for one turn), :func:`episode_settings`.
+lines printed for one turn), :func:`episode_settings`, :func:`read_vocabulary`.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import typer
 
 from agent_tools.errors import VideoseekError
 
-__all__ = ["register", "ask", "format_turn", "episode_settings"]
+__all__ = ["register", "ask", "format_turn", "episode_settings", "read_vocabulary"]
 
 DEFAULT_MAX_TURNS = 8
 DEFAULT_PREVIEW_FRAMES = 8
@@ -67,6 +70,27 @@ def episode_settings(
         "max_new_tokens": pick(max_new_tokens, "max_new_tokens", None),
         "preview_frames": pick(preview_frames, "preview_frames", DEFAULT_PREVIEW_FRAMES),
     }
+
+
+def read_vocabulary(spec: str) -> list[str]:
+    """``world`` (the synthetic world's captions) or a file holding one tag per line.
+
+    Raises:
+        InvalidArgumentError: If the file is missing or holds no tag.
+    """
+    from agent_tools.errors import InvalidArgumentError
+
+    if spec == "world":
+        from agent_tools.observations import world_vocabulary
+
+        return world_vocabulary()
+    path = Path(spec)
+    if not path.is_file():
+        raise InvalidArgumentError(f"--vocabulary {spec!r}: no such file; give a file with one tag per line, or 'world'")
+    tags = list(dict.fromkeys(line.strip() for line in path.read_text().splitlines() if line.strip()))
+    if not tags:
+        raise InvalidArgumentError(f"--vocabulary {spec!r} holds no tag; write one tag per line")
+    return tags
 
 
 def format_turn(turn) -> list[str]:
@@ -123,6 +147,13 @@ def ask(
     speech: bool = typer.Option(
         False, "--speech", help="Let the policy also read what is said near the frames it sees (transcribes once)."
     ),
+    observation: Optional[str] = typer.Option(
+        None, "--observation", help="images or text: how frames reach the policy (default: as its manifest says; text for text-only models)."
+    ),
+    vocabulary: Optional[str] = typer.Option(
+        None, "--vocabulary", help="Text observations: zero-shot tag vocabulary, a file with one tag per line, or 'world'. Default: the manifest's."
+    ),
+    tags: Optional[int] = typer.Option(None, "--tags", min=1, help="Text observations: tags per frame (default: as trained, else 1)."),
 ) -> None:
     """Answer a question about VIDEO with a search policy, printing each turn."""
     from rich.console import Console
@@ -131,7 +162,18 @@ def ask(
 
     err = Console(stderr=True)
     try:
-        agent, searcher = _load(policy, model, encoder, cache_dir, device, video, err)
+        if observation is not None and observation not in ("images", "text"):
+            from agent_tools.errors import InvalidArgumentError
+
+            raise InvalidArgumentError(f"--observation must be 'images' or 'text', got {observation!r}")
+        agent, searcher = _load(policy, model, encoder, cache_dir, device, video, err, text_only=observation == "text")
+        tagger = None
+        if vocabulary is not None:
+            from agent_tools.observations import EncoderTagger
+
+            manifest = getattr(agent, "manifest", None)
+            top_k = tags or (manifest.tag_top_k if manifest is not None else 1)
+            tagger = EncoderTagger(searcher, read_vocabulary(vocabulary), top_k=top_k)
         episode = episode_settings(
             getattr(agent, "manifest", None),
             max_turns=max_turns,
@@ -145,7 +187,8 @@ def ask(
 
             hearing = SpeechSearcher.from_settings(get_settings(cache_dir=cache_dir, device=device))
         graph = build_temporal_graph(
-            agent, searcher, verify=verify, force_answer=force_answer, speech=hearing, **episode
+            agent, searcher, verify=verify, force_answer=force_answer, speech=hearing,
+            observation=observation, tagger=tagger, **episode,
         )
         runner = AgentRunner(graph, max_turns=episode["max_turns"])
         _print_events(runner.stream(question, str(video)), json_out)
@@ -154,7 +197,7 @@ def ask(
         raise typer.Exit(code=2) from None
 
 
-def _load(policy_src, model, encoder, cache_dir, device, video, err):
+def _load(policy_src, model, encoder, cache_dir, device, video, err, text_only=False):
     """The policy, and a ``TemporalSearcher`` over the right encoder with ``video`` embedded.
 
     Warns (on ``err``) about an untrained policy or encoder and an encoder the policy was not trained with.
@@ -164,7 +207,7 @@ def _load(policy_src, model, encoder, cache_dir, device, video, err):
     from agent_tools.policies import load_policy
     from agent_tools.temporal import TemporalSearcher
 
-    policy = load_policy(policy_src, model=model, device=device or "auto")
+    policy = load_policy(policy_src, model=model, device=device or "auto", **({"text_only": True} if text_only else {}))
     manifest = policy.manifest
     if manifest is not None and not manifest.trained:
         err.print(

@@ -173,6 +173,50 @@ def test_a_policy_runs_through_the_temporal_graph(forced_world, tmp_path):
     assert len(policy.calls) == 2 and "A. a " in str(policy.calls[0]["messages"])  # lettered options
 
 
+def test_a_text_only_policy_reads_the_frames_it_was_trained_on_as_tags(forced_world, tmp_path):
+    """A text-mode checkpoint's manifest (observation "text" + tag vocabulary) drives the eval's graph:
+    the policy gets text lines tagged over that vocabulary by the run's encoder, never a frame."""
+    from agent_tools.policies import ScriptedPolicy
+    from agent_tools.policies.manifest import PolicyManifest
+
+    item = json.loads((forced_world / "test" / "lv_haystack.json").read_text())[0]
+    call = '{"name": "seek_video_frames", "arguments": {"query": "a square", "start_time": 9, "end_time": 21, "num_frames": 4}}'
+    manifest = PolicyManifest(observation="text", tag_vocabulary=["red", "blue", "nothing"], tag_top_k=1,
+                              max_turns=3, preview_frames=2)
+    policy = ScriptedPolicy([f"<think>find it</think><tool_call>{call}</tool_call>",
+                             f"<think>it is red</think><answer>{item['answer']}</answer>"],
+                            text_only=True, manifest=manifest)
+    res = run_eval(forced_world / "test" / "lv_haystack.json", forced_world / "videos", tmp_path / "txt",
+                   encoder=ColourEncoder(), methods=[], policy=policy, policy_label="text",
+                   cache_dir=tmp_path / "cache", k=4, progress=False)
+    assert res["metrics"]["haystack"]["text"]["accuracy"] == 1.0
+    first, second = (c["messages"] for c in policy.calls)
+    blocks = [b for m in first + second if isinstance(m.get("content"), list) for b in m["content"]]
+    assert blocks and all(b["type"] == "text" for b in blocks)  # no frame reference reached the policy
+    # preview (2 frames, as the manifest says) at 10 s (the red square) and 30 s (after the red digit)
+    preview = [ln for b in first[-1]["content"] for ln in b["text"].splitlines() if ln[:1].isdigit()]
+    assert preview == ["10.0s: red 1.00", "30.0s: nothing 1.00"]
+    # the search inside [9, 21] returned the red square's frames: each line tagged "red"
+    lines = [ln for b in second[-1]["content"] for ln in b["text"].splitlines() if "(score" in ln]
+    assert lines and lines[0].startswith("10.0s (score ") and lines[0].endswith("red 1.00")
+
+
+def test_read_vocabulary_takes_world_or_a_file(tmp_path):
+    from agent_tools.agent_cli import read_vocabulary
+    from agent_tools.errors import InvalidArgumentError
+    from agent_tools.observations import world_vocabulary
+
+    assert read_vocabulary("world") == world_vocabulary()
+    f = tmp_path / "tags.txt"
+    f.write_text("a red car\n\na blue car\na red car\n")
+    assert read_vocabulary(str(f)) == ["a red car", "a blue car"]  # blank lines and repeats dropped
+    with pytest.raises(InvalidArgumentError, match="one tag per line"):
+        read_vocabulary(str(tmp_path / "missing.txt"))
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(InvalidArgumentError, match="holds no tag"):
+        read_vocabulary(str(tmp_path / "empty.txt"))
+
+
 def test_parse_choice_reads_policy_answers():
     from agent_tools.evaluation import parse_choice
 

@@ -211,6 +211,9 @@ def test_loader_rejects_a_directory_without_manifest(tmp_path):
             {"backend": "openai", "base_url": "http://gpu:9000/v1", "soft_refinement": True},
             "soft_refinement needs backend 'transformers'",
         ),
+        ({"tag_vocabulary": ["a red car"]}, "tag_vocabulary is read only with observation 'text'"),
+        ({"observation": "text", "tag_vocabulary": ["a", "a"]}, "distinct tags"),
+        ({"observation": "audio"}, "field 'observation'"),
     ],
 )
 def test_loader_rejects_invalid_manifests(tmp_path, changes, message):
@@ -252,6 +255,15 @@ def test_loader_builds_openai_policies_from_urls_and_manifests(tmp_path):
     )
     q = load_policy(d)
     assert isinstance(q, OpenAIPolicy) and q.base_url == "http://gpu:9000/v1" and q.max_new_tokens == 77
+    assert not q.text_only
+    # a text-only model: its manifest says so, or the caller does for a bare URL
+    t = tmp_path / "remote-text"
+    t.mkdir()
+    write_manifest(t, PolicyManifest(backend="openai", base_url="http://gpu:9000/v1", observation="text",
+                                     tag_vocabulary=["a red car", "a blue car"]))
+    assert load_policy(t).text_only
+    u = load_policy("http://localhost:8000/v1", model="served", text_only=True)
+    assert u.text_only and u.manifest.observation == "text"
 
 
 # --------------------------------------------------------------------------- OpenAI-compatible

@@ -39,6 +39,7 @@ __all__ = [
     "checkpoint_manifest",
     "write_run_files",
     "manifest_fields_from_config",
+    "observation_fields",
     "run_cli",
     "TRAINING_CONFIG_NAME",
 ]
@@ -157,6 +158,8 @@ def save_checkpoint(
     policy.processor.save_pretrained(out)
     if was_training:
         policy.model.train()
+    for key, value in observation_fields(policy).items():
+        manifest_updates.setdefault(key, value)
     write_run_files(
         out,
         checkpoint_manifest(
@@ -166,6 +169,28 @@ def save_checkpoint(
         config=config,
         trainer=trainer,
     )
+    return out
+
+
+def observation_fields(policy: Any) -> dict[str, Any]:
+    """How a text-only policy read its frames, for the manifest (so ``ask`` / ``eval`` feed it the same).
+
+    Args:
+        policy: The trained policy.
+
+    Returns:
+        ``{}`` for an image policy; for a ``text_only`` one ``observation="text"`` and, when its
+        tagger has a vocabulary (:class:`~agent_tools.observations.EncoderTagger`),
+        ``tag_vocabulary`` and ``tag_top_k``.
+    """
+    if not getattr(policy, "text_only", False):
+        return {}
+    out: dict[str, Any] = {"observation": "text"}
+    tagger = getattr(policy, "tagger", None)
+    vocabulary = getattr(tagger, "vocabulary", None)
+    if vocabulary:
+        out["tag_vocabulary"] = list(vocabulary)
+        out["tag_top_k"] = int(getattr(tagger, "top_k", 1))
     return out
 
 

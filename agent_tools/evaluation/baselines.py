@@ -245,17 +245,42 @@ class RetrievalMethod(Method):
 
 
 class PolicyMethod(Method):
-    """A policy through the real temporal graph (``build_temporal_graph`` + ``AgentRunner``)."""
+    """A policy through the real temporal graph (``build_temporal_graph`` + ``AgentRunner``).
+
+    Args:
+        ctx: The run's context (its searcher serves the policy's searches).
+        policy: The policy.
+        max_turns: Turn budget (default: the policy's manifest's, else 8).
+        label: Name of the policy's rows (default ``policy``).
+        observation: ``"images"`` or ``"text"`` (default: as the policy reads them - text for a
+            ``text_only`` policy, see :func:`~agent_tools.graphs.build_temporal_graph`).
+        tagger: The text observations' :class:`~agent_tools.observations.FrameTagger` (default:
+            the manifest's ``tag_vocabulary`` over the run's encoder, if any).
+    """
 
     name = "policy"
 
-    def __init__(self, ctx: EvalContext, policy: Any, max_turns: int = 8, label: Optional[str] = None):
+    def __init__(
+        self,
+        ctx: EvalContext,
+        policy: Any,
+        max_turns: Optional[int] = None,
+        label: Optional[str] = None,
+        *,
+        observation: Optional[str] = None,
+        tagger: Any = None,
+    ):
         super().__init__(ctx)
+        from ..agent_cli import episode_settings
         from ..graphs import AgentRunner, build_temporal_graph
 
         self.policy = policy
-        self.max_turns = max_turns
-        self.runner = AgentRunner(build_temporal_graph(policy, ctx.searcher, max_turns=max_turns, force_answer=True), max_turns=max_turns)
+        episode = episode_settings(getattr(policy, "manifest", None), max_turns=max_turns)
+        self.max_turns = episode["max_turns"]
+        graph = build_temporal_graph(
+            policy, ctx.searcher, force_answer=True, observation=observation, tagger=tagger, **episode
+        )
+        self.runner = AgentRunner(graph, max_turns=self.max_turns)
         if label:
             self.name = label
 

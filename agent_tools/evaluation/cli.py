@@ -30,7 +30,14 @@ def eval_command(
     methods: str = typer.Option("uniform,topk,dpp,retrieval", "--methods", help="Comma-separated baselines ('' for none); dpp-legacy is also available."),
     policy: Optional[str] = typer.Option(None, "--policy", help="Policy checkpoint dir or OpenAI-compatible URL (vLLM)."),
     model: Optional[str] = typer.Option(None, "--model", help="Served model name (URL policies)."),
-    max_turns: int = typer.Option(8, "--max-turns", min=1, help="The policy's turn budget."),
+    max_turns: Optional[int] = typer.Option(None, "--max-turns", min=1, help="The policy's turn budget (default: as trained, else 8)."),
+    observation: Optional[str] = typer.Option(
+        None, "--observation", help="images or text: how frames reach the policy (default: as its manifest says; text for text-only models)."
+    ),
+    vocabulary: Optional[str] = typer.Option(
+        None, "--vocabulary", help="Text observations: zero-shot tag vocabulary, a file with one tag per line, or 'world' (the synthetic world's captions). Default: the manifest's."
+    ),
+    tags: Optional[int] = typer.Option(None, "--tags", min=1, help="Text observations: tags per frame (default: as trained, else 1)."),
     k: int = typer.Option(8, "-k", "--frames", min=1, help="Frames per baseline selection."),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Encoder registry name (default: VIDEOSEEK_ENCODER)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Frame-embedding cache directory."),
@@ -42,16 +49,22 @@ def eval_command(
     """Evaluate baselines (and a policy) on a benchmark; resumable (reruns skip finished items)."""
     from rich.console import Console
 
+    from agent_tools.agent_cli import read_vocabulary
     from agent_tools.errors import VideoseekError
 
     from .runner import run_eval
 
     err = Console(stderr=True)
     try:
+        if observation is not None and observation not in ("images", "text"):
+            from agent_tools.errors import InvalidArgumentError
+
+            raise InvalidArgumentError(f"--observation must be 'images' or 'text', got {observation!r}")
+        vocab = read_vocabulary(vocabulary) if vocabulary is not None else None
         result = run_eval(
             annotation, videos, out, fmt=fmt, encoder=encoder,
             methods=[m.strip() for m in methods.split(",") if m.strip()], policy=policy, policy_model=model,
-            max_turns=max_turns, k=k, cache_dir=cache_dir, device=device, limit=limit, threshold=threshold,
+            max_turns=max_turns, observation=observation, vocabulary=vocab, tag_top_k=tags, k=k, cache_dir=cache_dir, device=device, limit=limit, threshold=threshold,
             progress=not no_progress,
         )
     except VideoseekError as exc:

@@ -79,7 +79,10 @@ def run_eval(
     policy: Any = None,
     policy_model: Optional[str] = None,
     policy_label: Optional[str] = None,
-    max_turns: int = 8,
+    max_turns: Optional[int] = None,
+    observation: Optional[str] = None,
+    vocabulary: Optional[Sequence[str]] = None,
+    tag_top_k: Optional[int] = None,
     k: int = 8,
     cache_dir: Optional[str | Path] = None,
     device: Optional[str] = None,
@@ -105,7 +108,13 @@ def run_eval(
             an OpenAI-compatible server such as vLLM); runs through the temporal graph on QA items.
         policy_model: Served model name for URL policies.
         policy_label: Name of the policy's rows (default ``policy``).
-        max_turns: The policy's turn budget.
+        max_turns: The policy's turn budget (default: its manifest's, else 8).
+        observation: How frames reach the policy: ``"images"`` or ``"text"`` (timestamps,
+            scores and zero-shot tags, for text-only models; a URL policy is then loaded
+            ``text_only``). Default: as the policy's manifest says.
+        vocabulary: Text observations: the zero-shot tag vocabulary (default: the manifest's
+            ``tag_vocabulary``; none: timestamps and scores only).
+        tag_top_k: Tags per frame with ``vocabulary`` (default: the manifest's, else 1).
         k: Frames per baseline selection (also the graph's frame cap applies to ``dpp``).
         cache_dir: Frame-embedding cache (default: the settings').
         device: Encoder / policy device.
@@ -146,8 +155,18 @@ def run_eval(
         if isinstance(policy, (str, Path)):
             from ..policies import load_policy
 
-            policy = load_policy(str(policy), model=policy_model, device=device or "auto")
-        active.append(PolicyMethod(ctx, policy, max_turns=max_turns, label=policy_label))
+            extra = {"text_only": True} if observation == "text" else {}
+            policy = load_policy(str(policy), model=policy_model, device=device or "auto", **extra)
+        tagger = None
+        if vocabulary is not None:
+            from ..observations import EncoderTagger
+
+            manifest = getattr(policy, "manifest", None)
+            top_k = tag_top_k or (manifest.tag_top_k if manifest is not None else 1)
+            tagger = EncoderTagger(searcher, list(vocabulary), top_k=top_k)
+        active.append(
+            PolicyMethod(ctx, policy, max_turns=max_turns, label=policy_label, observation=observation, tagger=tagger)
+        )
     if not active:
         raise InvalidArgumentError("no method to run; name baselines with methods= or pass a policy")
 

@@ -265,7 +265,7 @@ def build_temporal_graph(
     preview_frames: int = 8,
     force_answer: bool = False,
     frames: Optional[FrameResolver] = None,
-    observation: str = "images",
+    observation: Optional[str] = None,
     tagger: Any = None,
     speech: Any = None,
 ) -> StateGraph:
@@ -284,8 +284,11 @@ def build_temporal_graph(
         observation: ``"images"`` (frame references, resolved to pixels by the policy) or
             ``"text"``: preview and tool results hold each frame as a text line (timestamp, search
             score, zero-shot tags; :func:`agent_tools.observations.text_blocks`), for text-only policies.
+            Default: ``"text"`` for a ``text_only`` policy, else ``"images"``.
         tagger: The :class:`~agent_tools.observations.FrameTagger` of text observations (default:
-            the policy's ``tagger``, if any).
+            the policy's ``tagger``; else, when the policy's manifest has a ``tag_vocabulary``, an
+            :class:`~agent_tools.observations.EncoderTagger` over ``searcher`` with that vocabulary
+            and ``tag_top_k`` - the tags it was trained to read; else none: timestamps and scores).
         speech: A :class:`~agent_tools.speech.searcher.SpeechSearcher`: the policy also reads the
             sentences said within 3 s of the frames it is shown (preview and each search).
 
@@ -296,10 +299,17 @@ def build_temporal_graph(
         InvalidArgumentError: On a non-positive ``max_turns``, negative ``preview_frames`` or an
             unknown ``observation``.
     """
+    if observation is None:
+        observation = "text" if getattr(policy, "text_only", False) else "images"
     if observation not in ("images", "text"):
         raise InvalidArgumentError(f"observation must be 'images' or 'text', got {observation!r}")
     if observation == "text" and tagger is None:
         tagger = getattr(policy, "tagger", None)
+        vocabulary = getattr(getattr(policy, "manifest", None), "tag_vocabulary", None)
+        if tagger is None and vocabulary and getattr(searcher, "encoder", None) is not None:
+            from agent_tools.observations import EncoderTagger
+
+            tagger = EncoderTagger(searcher, vocabulary, top_k=policy.manifest.tag_top_k)
 
     def observe(blocks: Any) -> Any:
         """Tool/preview content as the policy will read it (text lines in text mode)."""

@@ -77,6 +77,17 @@ class PolicyManifest(BaseModel):
     max_side: Optional[int] = Field(448, ge=16, description="Longest frame side given to the model.")
     tool_role: Literal["tool", "user"] = "tool"
     soft_refinement: bool = Field(False, description="The checkpoint provides soft query refinement.")
+    observation: Literal["images", "text"] = Field(
+        "images",
+        description="How frames reach the policy: as images, or as text lines (timestamp, search score, "
+        "the encoder's zero-shot tags; agent_tools.observations) for text-only models.",
+    )
+    tag_vocabulary: Optional[list[str]] = Field(
+        None,
+        description="Text observations: the vocabulary of the zero-shot frame tags the policy was trained "
+        "on (None: timestamps and scores only).",
+    )
+    tag_top_k: int = Field(1, ge=1, description="Text observations: tags per frame.")
     base_url: Optional[str] = Field(None, description="openai backend: server URL (…/v1).")
     model: Optional[str] = Field(None, description="openai backend: served model name.")
     notes: Optional[str] = None
@@ -105,7 +116,8 @@ def validate_manifest(manifest: PolicyManifest, where: str = "manifest") -> Poli
     Raises:
         PolicyLoadError: On an unknown format version or prompt format, a tool schema that
             differs from :mod:`agent_tools.protocol`'s (names, properties or required fields), an
-            openai backend without ``base_url``, or soft refinement on a non-transformers backend.
+            openai backend without ``base_url``, soft refinement on a non-transformers backend,
+            or a tag vocabulary that is empty, repeats a tag or comes without text observations.
     """
     if manifest.format_version != MANIFEST_VERSION:
         raise PolicyLoadError(
@@ -139,6 +151,14 @@ def validate_manifest(manifest: PolicyManifest, where: str = "manifest") -> Poli
             f"{where}: soft_refinement needs backend 'transformers' (it reads the policy's hidden "
             f"states); backend {manifest.backend!r} cannot provide it"
         )
+    if manifest.tag_vocabulary is not None:
+        if manifest.observation != "text":
+            raise PolicyLoadError(
+                f"{where}: tag_vocabulary is read only with observation 'text' (got {manifest.observation!r}); "
+                "drop it or set observation to 'text'"
+            )
+        if not manifest.tag_vocabulary or len(set(manifest.tag_vocabulary)) != len(manifest.tag_vocabulary):
+            raise PolicyLoadError(f"{where}: tag_vocabulary must hold distinct tags, at least one")
     return manifest
 
 
@@ -216,7 +236,9 @@ def load_policy(
         allow_base: Load a transformers folder without ``videoseek_policy.json`` as an untuned
             base VLM with :func:`agent_tools.policies.hub.base_model_manifest` (logged as a
             warning). Default: True for hub ids, False for local folders.
-        **kwargs: Passed to the backend's constructor (e.g. ``max_new_tokens``).
+        **kwargs: Passed to the backend's constructor (e.g. ``max_new_tokens``; ``text_only=True``
+            for a text-only model behind a URL). A checkpoint whose manifest says
+            ``observation: "text"`` is loaded ``text_only``: frames reach it as text lines.
 
     Returns:
         A :class:`~agent_tools.policies.base.Policy` with ``.manifest`` set; a transformers
@@ -230,7 +252,13 @@ def load_policy(
     if text.startswith(("http://", "https://")):
         from agent_tools.policies.openai_policy import OpenAIPolicy
 
-        manifest = PolicyManifest(backend="openai", base_url=text, model=model, name=model or text)
+        manifest = PolicyManifest(
+            backend="openai",
+            base_url=text,
+            model=model,
+            name=model or text,
+            observation="text" if kwargs.get("text_only") else "images",
+        )
         return OpenAIPolicy(text, model=model, api_key=api_key, manifest=manifest, **kwargs)
     from agent_tools.policies import hub
 
@@ -253,6 +281,8 @@ def load_policy(
         )
     else:
         manifest = read_manifest(d)
+    if manifest.observation == "text":  # trained on text observations: it must read them again
+        kwargs.setdefault("text_only", True)
     if manifest.backend == "openai":
         from agent_tools.policies.openai_policy import OpenAIPolicy
 
