@@ -15,13 +15,19 @@ mode (:mod:`agent_tools.observations`) and the project's trainers:
 4. per seed: SFT with ``training.sft.train_sft`` (TRL ``SFTTrainer`` + LoRA) on expert
    trajectories of the train questions (search for the asked object, answer the letter),
    replayed through the graph so every observation is the real tool's; then the same held-out
-   evaluation.
+   evaluation;
+5. per seed, from that SFT policy: GRPO-CSV with ``training.grpo.train_grpo`` (TRL
+   ``GRPOTrainer`` + LoRA, ``observation="text"``: the environment of ``training.csv_env``
+   returns the preview and every search as the same text lines the graph shows, and the CSV
+   re-answer reads the recorded frames as text) on the train questions with TimeSearch-R's v7
+   rewards (format 1.0, accuracy 0.5, CSV 0.5; ``training.rewards``); then the same held-out
+   evaluation against the SFT start. The mean reward of every GRPO step is recorded (curve).
 
-GRPO-CSV and SQR are not run here (see ``benchmarks/README.md``: the TRL environment of
-``training.csv_env`` returns frames as images, which a text-only model cannot take).
+SQR is not run here (``benchmarks/bench_learning_sqr.py``).
 
 Writes ``benchmarks/results/learning_text.json`` and ``learning_text_*.png`` (matplotlib), prints
-every figure and the SFT / base ratios, the measured phase times and the full-run estimate.
+every figure and the SFT / base and GRPO / SFT ratios, the measured phase times and the full-run
+estimate.
 
 Usage::
 
@@ -45,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-__all__ = ["build_world", "evaluate", "expert_turns", "load_questions", "main"]
+__all__ = ["build_world", "evaluate", "expert_turns", "grpo_phase", "load_questions", "main"]
 
 _LETTERS = "ABCDE"
 
@@ -128,6 +134,41 @@ def evaluate(policy: Any, searcher: Any, questions: list[dict[str, Any]], *, max
     }
 
 
+def grpo_phase(policy: Any, searcher: Any, tagger: Any, train_q: list[dict[str, Any]], *, seed: int, encoder: str,
+               out_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """GRPO-CSV (TRL, text observations, TimeSearch-R v7 rewards) from ``policy`` on the train questions.
+
+    The policy's model is trained in place (LoRA, merged at the end). Returns the per-step mean
+    rewards (total and per reward function), the share of zero-variance groups, seconds and steps.
+    """
+    from training.data import Trajectory
+    from training.grpo import GRPOConfig, train_grpo
+
+    rows = [Trajectory(question=q["question"], video=q["video"], answer=q["answer"], problem_type="multiple_choice")
+            for q in train_q]
+    rollouts = args.grpo_generations * args.grpo_prompts
+    micro = max(1, min(args.grpo_micro_batch, rollouts))
+    if rollouts % micro:
+        raise SystemExit(f"--grpo-micro-batch {micro} must divide the {rollouts} rollouts of a step")
+    cfg = GRPOConfig(model="<in memory: the SFT policy>", data="<rows>", output_dir=str(out_dir), encoder=encoder,
+                     device="cpu", observation="text", tag_vocabulary="world", tag_top_k=args.tags,
+                     max_turns=args.max_turns, max_new_tokens=args.max_new_tokens, preview_frames=args.preview_frames,
+                     num_generations=args.grpo_generations, per_device_train_batch_size=micro,
+                     gradient_accumulation_steps=rollouts // micro,  # TRL generates micro x accumulation rollouts
+                     temperature=args.grpo_temperature, beta=0.0, learning_rate=args.grpo_lr, warmup_steps=0,
+                     lr_scheduler_type="constant", max_steps=args.grpo_steps, save_steps=10**6, seed=seed,
+                     use_peft=True, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.0,
+                     run_name=f"grpo-text-seed{seed}")
+    policy.model.train()
+    t1 = time.perf_counter()
+    res = train_grpo(cfg, searcher=searcher, policy=policy, rows=rows, tagger=tagger)
+    secs = time.perf_counter() - t1
+    logs = [h for h in res.log_history if "reward" in h]
+    parts = {k.split("/")[1]: [h[k] for h in logs] for k in logs[0] if k.startswith("rewards/") and k.endswith("/mean")}
+    return {"rewards": res.rewards, "reward_parts": parts, "frac_reward_zero_std": [h.get("frac_reward_zero_std") for h in logs],
+            "steps": len(logs), "train_seconds": secs, "output_dir": str(res.output_dir)}
+
+
 def _searcher(args: argparse.Namespace, work: Path):
     from agent_tools.encoders.registry import EncoderSpec, get_spec, register_encoder, weights_status
     from training.common import build_searcher
@@ -142,8 +183,9 @@ def _searcher(args: argparse.Namespace, work: Path):
 
         enc_dir = work / "encoder"
         if not (enc_dir / "open_clip_config.json").is_file():
-            print(f"[bench] {name} has no weights here: training one ({args.encoder_steps} steps) in {enc_dir}", flush=True)
-            train_world_encoder(enc_dir, steps=args.encoder_steps, pairs=2000, log_every=0)
+            print(f"[bench] {name} has no weights here: training one in {enc_dir}", flush=True)
+            steps = {"steps": args.encoder_steps} if args.encoder_steps else {}
+            train_world_encoder(enc_dir, log_every=0, **steps)
         name = "world-tiny-bench"
         register_encoder(EncoderSpec(name=name, description="world encoder trained by bench_learning_text",
                                      model=f"local-dir:{enc_dir}", tokenizer="clip-bpe", trained=True))
@@ -198,6 +240,26 @@ def _plots(results: dict[str, Any], out: Path) -> list[Path]:
     paths.append(out / "learning_text_heldout.png")
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
+
+    grpo = {seed: run["grpo"] for seed, run in results["sft"].items() if run.get("grpo")}
+    if grpo:
+        fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+        for seed, g in grpo.items():
+            axes[0].plot(range(1, len(g["rewards"]) + 1), g["rewards"], marker=".", label=f"seed {seed}")
+            sft_acc = results["sft"][seed]["eval"]["accuracy"]
+            axes[1].plot([0, g["steps"]], [sft_acc, g["eval"]["accuracy"]], marker="o", label=f"seed {seed}")
+        axes[0].set_xlabel("GRPO step")
+        axes[0].set_ylabel("mean reward (format + 0.5 acc + 0.5 CSV)")
+        axes[1].set_xlabel("GRPO step (0 = SFT start)")
+        axes[1].set_ylabel("held-out accuracy")
+        axes[1].set_ylim(-0.05, 1.05)
+        for ax in axes:
+            ax.legend()
+        fig.suptitle("SmolLM2-135M GRPO-CSV (TRL, text observations)")
+        fig.tight_layout()
+        paths.append(out / "learning_text_grpo.png")
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
     return paths
 
 
@@ -206,9 +268,10 @@ def _estimate(results: dict[str, Any], full: dict[str, int], done: dict[str, int
     t = results["timing"]
     per_episode = t["eval_seconds"] / max(1, t["eval_episodes"])
     per_step = t["sft_seconds"] / max(1, t["sft_steps"])
-    episodes = full["test"] * (1 + len(full["seeds"]))
+    per_grpo = t.get("grpo_seconds", 0.0) / max(1, t.get("grpo_steps", 0))
+    episodes = full["test"] * (1 + 2 * len(full["seeds"]))
     steps = full["sft_steps"] * len(full["seeds"])
-    return t["setup_seconds"] + per_episode * episodes + per_step * steps
+    return t["setup_seconds"] + per_episode * episodes + per_step * steps + per_grpo * full["grpo_steps"] * len(full["seeds"])
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -227,16 +290,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--tags", type=int, default=1, help="zero-shot tags per frame")
     p.add_argument("--encoder", default="world-tiny")
     p.add_argument("--encoder-dir", default=None, help="a local open_clip folder trained on the world")
-    p.add_argument("--encoder-steps", type=int, default=150)
-    p.add_argument("--reduced", action="store_true", help="2 held-out questions, 8 SFT steps per seed")
+    p.add_argument("--encoder-steps", type=int, default=None,
+                   help="steps when the encoder is trained here (default: training.world_encoder's)")
+    p.add_argument("--grpo-steps", type=int, default=6, help="GRPO-CSV steps per seed (0: no GRPO phase)")
+    p.add_argument("--grpo-generations", type=int, default=4, help="rollouts per prompt (G)")
+    p.add_argument("--grpo-prompts", type=int, default=1, help="prompts per GRPO step")
+    p.add_argument("--grpo-lr", type=float, default=1e-3)
+    p.add_argument("--grpo-micro-batch", type=int, default=2,
+                   help="rollouts per forward/backward (memory: a 900-token episode's logits over 49k tokens are ~180 MB each)")
+    p.add_argument("--grpo-temperature", type=float, default=0.8)
+    p.add_argument("--reduced", action="store_true", help="2 held-out questions, 8 SFT and 3 GRPO steps per seed")
     p.add_argument("--work", default=None, help="work folder (world, caches); default a temporary one")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     p.add_argument("--parallel", action="store_true", help="train/evaluate the seeds in parallel processes (1 thread each)")
     p.add_argument("--only-seed", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    full = {"test": args.test_questions, "sft_steps": args.sft_steps, "seeds": list(args.seeds)}
+    full = {"test": args.test_questions, "sft_steps": args.sft_steps, "seeds": list(args.seeds), "grpo_steps": args.grpo_steps}
     if args.reduced:
-        args.test_questions, args.sft_steps = 2, 8
+        args.test_questions, args.sft_steps, args.grpo_steps = 2, 8, min(args.grpo_steps, 3)
     import torch
 
     torch.set_num_threads(1 if (args.parallel or args.only_seed is not None) else 2)
@@ -258,10 +329,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train_q = load_questions(world, "train")
     test_q = load_questions(world, "test", args.test_questions)
     tag_acc = _tag_accuracy(tagger, world)
+    from agent_tools.world.tags import tag_accuracy
+
+    # what one frame can show (shape or digit + colour; the action needs several frames)
+    tag_attr = tag_accuracy(tagger, world, world_vocabulary(), top_k=args.tags)["top1_attributes"]
+    with open(work / "grpo_text_train.jsonl", "w") as fh:  # the prompts of training/configs/grpo_smollm2_text.json
+        for q in train_q:
+            fh.write(json.dumps({"question": q["question"], "video": q["video"], "answer": q["answer"],
+                                 "problem_type": "multiple_choice"}) + "\n")
     model_dir = smollm2_dir()
     setup = time.perf_counter() - t0
     print(f"[bench] world {world}: {len(train_q)} train / {len(test_q)} held-out questions; encoder {encoder}; "
-          f"top-1 tag accuracy on held-out events {tag_acc:.2f}; setup {setup:.0f} s", flush=True)
+          f"top-1 tag accuracy on held-out events {tag_acc:.2f} (exact caption), {tag_attr:.2f} (shape/digit + colour); "
+          f"setup {setup:.0f} s", flush=True)
 
     pol_kw = {"tagger": tagger, "max_new_tokens": args.max_new_tokens}
     ev_kw = {"max_turns": args.max_turns, "preview_frames": args.preview_frames}
@@ -285,9 +365,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"answered {base['answered']:.2f}  search precision {base['search_precision']:.2f}  ({base['seconds']:.0f} s)", flush=True)
     trajs = [Trajectory(question=q["question"], video=q["video"], turns=expert_turns(q, args.num_frames),
                         answer=q["answer"], problem_type="multiple_choice") for q in train_q]
-    results: dict[str, Any] = {"config": vars(args), "encoder": encoder, "tag_accuracy": tag_acc, "base": base, "sft": {},
+    results: dict[str, Any] = {"config": vars(args), "encoder": encoder, "tag_accuracy": tag_acc, "tag_accuracy_attributes": tag_attr, "base": base, "sft": {},
                                "timing": {"setup_seconds": setup, "eval_seconds": base["seconds"], "eval_episodes": len(test_q),
-                                          "sft_seconds": 0.0, "sft_steps": 0}}
+                                          "sft_seconds": 0.0, "sft_steps": 0, "grpo_seconds": 0.0, "grpo_steps": 0}}
     for seed, proc, log in workers:
         rc = proc.wait()
         log.close()
@@ -299,6 +379,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["timing"]["sft_steps"] += got["steps"]
         results["timing"]["eval_seconds"] += got["eval"]["seconds"]
         results["timing"]["eval_episodes"] += len(test_q)
+        if got.get("grpo"):
+            results["timing"]["grpo_seconds"] += got["grpo"]["train_seconds"]
+            results["timing"]["grpo_steps"] += got["grpo"]["steps"]
+            results["timing"]["eval_seconds"] += got["grpo"]["eval"]["seconds"]
+            results["timing"]["eval_episodes"] += len(test_q)
     for seed in ([args.only_seed] if args.only_seed is not None else ([] if workers else args.seeds)):
         policy = load_smollm2(**pol_kw)
         cfg = SFTConfig(model=str(model_dir), data=str(work / "unused.jsonl"), output_dir=str(work / f"sft-seed{seed}"),
@@ -319,6 +404,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"[bench] seed {seed}: SFT loss {res.losses[0]:.3f} -> {res.losses[-1]:.3f} in {res.global_step} steps ({sft_s:.0f} s); "
               f"valid-turn rate {base['valid_turn_rate']:.2f} -> {ev['valid_turn_rate']:.2f}, accuracy {base['accuracy']:.2f} -> "
               f"{ev['accuracy']:.2f}, search precision {base['search_precision']:.2f} -> {ev['search_precision']:.2f}", flush=True)
+        if args.grpo_steps > 0:
+            g = grpo_phase(policy, searcher, tagger, train_q, seed=seed, encoder=encoder, out_dir=work / f"grpo-seed{seed}", args=args)
+            policy.model.eval()
+            g["eval"] = evaluate(policy, searcher, test_q, **ev_kw)
+            results["sft"][str(seed)]["grpo"] = g
+            results["timing"]["grpo_seconds"] += g["train_seconds"]
+            results["timing"]["grpo_steps"] += g["steps"]
+            results["timing"]["eval_seconds"] += g["eval"]["seconds"]
+            results["timing"]["eval_episodes"] += len(test_q)
+            r, e = g["rewards"], g["eval"]
+            print(f"[bench] seed {seed}: GRPO-CSV mean reward {r[0]:.3f} -> {r[-1]:.3f} in {g['steps']} steps "
+                  f"({g['train_seconds']:.0f} s, {g['train_seconds'] / max(1, g['steps']):.1f} s/step); held-out accuracy "
+                  f"{ev['accuracy']:.2f} -> {e['accuracy']:.2f}, valid-turn rate {ev['valid_turn_rate']:.2f} -> "
+                  f"{e['valid_turn_rate']:.2f}, search precision {ev['search_precision']:.2f} -> {e['search_precision']:.2f}", flush=True)
         del policy
         if args.only_seed is not None:  # worker: hand the seed's result to the parent
             path = out / f"learning_text_seed{seed}.json"
@@ -336,13 +435,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for seed, r in results["sft"].items():
         e = r["eval"]
         print(f"| + SFT seed {seed} ({r['steps']} steps) | {e['valid_turn_rate']:.2f} | {e['accuracy']:.2f} | {e['answered']:.2f} | {e['search_precision']:.2f} |")
+    for seed, r in results["sft"].items():
+        if r.get("grpo"):
+            e = r["grpo"]["eval"]
+            print(f"| + SFT + GRPO-CSV seed {seed} ({r['grpo']['steps']} steps) | {e['valid_turn_rate']:.2f} | {e['accuracy']:.2f} | "
+                  f"{e['answered']:.2f} | {e['search_precision']:.2f} |")
     if results["sft"]:
         ratio = f"{mean('valid_turn_rate') / base['valid_turn_rate']:.2f}" if base["valid_turn_rate"] else "n/a, base 0"
         print(f"\nmean SFT valid-turn rate {mean('valid_turn_rate'):.2f} vs base {base['valid_turn_rate']:.2f} (ratio {ratio}); "
               f"mean accuracy {mean('accuracy'):.2f} vs base {base['accuracy']:.2f}")
+    grpo_runs = [r["grpo"] for r in runs if r.get("grpo")]
+    if grpo_runs:
+        g_acc = sum(g["eval"]["accuracy"] for g in grpo_runs) / len(grpo_runs)
+        s_acc = mean("accuracy")
+        ratio = f"{g_acc / s_acc:.2f}" if s_acc else "n/a, SFT 0"
+        first = sum(g["rewards"][0] for g in grpo_runs) / len(grpo_runs)
+        last = sum(g["rewards"][-1] for g in grpo_runs) / len(grpo_runs)
+        print(f"mean GRPO-CSV held-out accuracy {g_acc:.2f} vs SFT start {s_acc:.2f} (ratio {ratio}); "
+              f"mean reward first step {first:.3f} -> last step {last:.3f}")
     t = results["timing"]
     print(f"time: total {t['total_seconds']:.0f} s (setup {t['setup_seconds']:.0f}, SFT {t['sft_seconds']:.0f} s over {t['sft_steps']} steps, "
-          f"eval {t['eval_seconds']:.0f} s over {t['eval_episodes']} episodes); full-run estimate on this machine's "
+          f"GRPO {t['grpo_seconds']:.0f} s over {t['grpo_steps']} steps, eval {t['eval_seconds']:.0f} s over {t['eval_episodes']} episodes); full-run estimate on this machine's "
           f"current speed {t['full_run_estimate_seconds'] / 60:.1f} min")
     print("plots: " + ", ".join(str(p) for p in paths))
     return results

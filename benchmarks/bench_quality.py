@@ -18,6 +18,7 @@ Usage::
 
     python benchmarks/bench_quality.py                 # default size (see --help), results in benchmarks/results/
     python benchmarks/bench_quality.py --quick         # a smaller world and fewer steps
+    python benchmarks/bench_quality.py --encoder-dir /work/coord/world-tiny   # a checkpoint trained before
 
 Prints the tables and writes ``benchmarks/results/quality.md``, ``quality.json`` and
 ``quality_<task>.png``; the world, the cache and the checkpoint go to ``--work`` (a temp folder).
@@ -48,15 +49,20 @@ def main(argv=None) -> dict:
     p.add_argument("--min-duration", type=float, default=120.0)
     p.add_argument("--max-duration", type=float, default=300.0)
     p.add_argument("--needle-duration", type=float, default=3600.0, help="seconds of the needle video (1 per split)")
-    p.add_argument("--steps", type=int, default=800, help="encoder training steps")
-    p.add_argument("--pairs", type=int, default=6000)
+    p.add_argument("--steps", type=int, default=None, help="encoder training steps (default: training.world_encoder's)")
+    p.add_argument("--pairs", type=int, default=None)
+    p.add_argument("--encoder-dir", default=None, help="use this trained world encoder folder instead of training one")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("-k", type=int, default=8)
     p.add_argument("--quick", action="store_true", help="2 test videos of 1-2 min, a 5-min needle video, 120 steps")
     p.add_argument("--results", default=str(RESULTS))
     a = p.parse_args(argv)
+    from training.world_encoder import DEFAULTS
+
+    a.steps = a.steps or DEFAULTS["steps"]
+    a.pairs = a.pairs or DEFAULTS["pairs"]
     if a.quick:
-        a.test_videos, a.min_duration, a.max_duration, a.needle_duration, a.steps, a.pairs = 2, 60.0, 120.0, 300.0, 120, 2000
+        a.test_videos, a.min_duration, a.max_duration, a.needle_duration, a.steps, a.pairs = 2, 60.0, 120.0, 300.0, 300, 3000
     work = Path(a.work or tempfile.mkdtemp(prefix="videoseek-quality-"))
     cache = work / "cache"
     os.environ["VIDEOSEEK_CACHE_DIR"] = str(cache)  # the registry resolves world-tiny under it
@@ -73,8 +79,17 @@ def main(argv=None) -> dict:
     make_world(work / "world", cfg)
     t_world = time.perf_counter() - t0
     print(f"world: {len(list((work / 'world' / 'videos').glob('*.mp4')))} videos in {t_world:.0f}s -> {work / 'world'}", flush=True)
-    summary = train_world_encoder(cache / "encoders" / "world-tiny", steps=a.steps, pairs=a.pairs, seed=a.seed,
-                                  threads=a.threads, log_every=max(1, a.steps // 6))
+    enc_dir = cache / "encoders" / "world-tiny"
+    if a.encoder_dir:  # a checkpoint trained elsewhere: its own summary, tags measured here
+        from training.world_encoder import evaluate_tags
+
+        shutil.copytree(a.encoder_dir, enc_dir, dirs_exist_ok=True)
+        summary = json.loads((enc_dir / "train_summary.json").read_text())
+        summary.update(out_dir=str(enc_dir), source=str(a.encoder_dir), tag_accuracy=evaluate_tags(enc_dir))
+        a.steps = summary.get("steps", a.steps)
+    else:
+        summary = train_world_encoder(enc_dir, steps=a.steps, pairs=a.pairs, seed=a.seed,
+                                      threads=a.threads, log_every=max(1, a.steps // 6))
     print(f"encoder: {summary}", flush=True)
     runs = {
         "lv_haystack.json": ["uniform", "topk", "dpp", "dpp-legacy"],
@@ -100,6 +115,10 @@ def main(argv=None) -> dict:
         f"{a.needle_duration:g} s needle video; encoder world-tiny {a.steps} steps ({summary['seconds']:.0f}s, "
         f"held-back image->caption top-1 {summary['train_top1']:.2f}); k={a.k}; total {total:.0f}s"
     )
+    if summary.get("tag_accuracy"):
+        from training.world_encoder import format_tags
+
+        head += "\n\n" + format_tags(summary["tag_accuracy"])
     md = markdown_report(metrics, title="Search quality on the synthetic world (held-out split)")
     g = metrics["grounding"]["retrieval"]
     head += (f"\n\ndpp vs uniform: temporal F1 x{ratio_f1:.2f}, QA accuracy x{ratio_acc:.2f}; corpus retrieval "

@@ -4,6 +4,7 @@ same entry points with the tiny models."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -285,3 +286,159 @@ def test_the_printed_estimate_follows_the_launch(monkeypatch):
     # 16 bytes per parameter (bf16 weights 2 + grads 2 + fp32 master and Adam 12; beta 0: no reference) over 4 GPUs
     total = float(text.split("total before activations")[1].split("GiB")[0])
     assert total == pytest.approx(16 * 1_001_000 / 4 / GIB, abs=1e-4)
+
+
+# --- VideoSearch-R1 8B recipes: stage 1 (SQR) then stage 2 (GRPO) from its checkpoint -------
+
+
+@pytest.fixture(scope="module")
+def vsr1_rows(tmp_path_factory, clip20):
+    """VideoSearch-R1 rows prepared from the VERIFIED and stage-2 samples, every video the 20 s clip."""
+    root = tmp_path_factory.mktemp("vsr1")
+    videos = root / "videos"
+    videos.mkdir()
+    for vid in ("VID01", "VID02", "VID03", "VID07"):
+        (videos / f"{vid}.mp4").symlink_to(clip20)
+    out = root / "vsr1.jsonl"
+    samples = [DATA / "videosearch" / "fig_sample.jsonl", DATA / "videosearch" / "minimal_top1_sample.jsonl"]
+    assert prepare("videosearch", samples, out, video_root=str(videos), video_ext=".mp4") == 5
+    return out
+
+
+@pytest.fixture(scope="module")
+def sqr_8b_dry_run(tmp_path_factory, vsr1_rows):
+    """The stage-1 recipe's dry run: ``(SQRResult, what it printed on stdout)``."""
+    pytest.importorskip("trl")
+    pytest.importorskip("peft")
+    import contextlib
+    import io
+
+    from training.dry_run import dry_run
+
+    root = tmp_path_factory.mktemp("sqr-8b")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        result = dry_run(
+            CONFIGS / "sqr_qwen3vl_8b.json",
+            ["--data", str(vsr1_rows), "--eval_data", str(vsr1_rows), "--output_dir", str(root / "out"),
+             "--cache_dir", str(root / "cache")],
+        )
+    return result, printed.getvalue()
+
+
+@pytest.mark.slow
+def test_sqr_8b_recipe_dry_run_writes_a_stage_one_checkpoint(sqr_8b_dry_run):
+    """The recipe that failed with "image tokens 98 vs features 96": its held-out evaluation
+    generates the policy's own verification reply and re-feeds those ids with the frames."""
+    from transformers import AutoConfig, GenerationConfig
+
+    from agent_tools.policies import load_policy, read_manifest
+    from agent_tools.policies.vision_tokens import vision_placeholder_ids
+
+    result, printed = sqr_8b_dry_run
+    assert "memory estimate per GPU" in printed and "total before activations" in printed
+    assert len(result.losses) == 1 and result.eval["n"] == 5.0  # one step, then R@1 on the 5 held-out rows
+    out = result.output_dir
+    assert AutoConfig.from_pretrained(out).model_type == "qwen3_vl"  # the recipe's family, tiny
+    saved = json.loads((out / "training_config.json").read_text())
+    assert (saved["lora_r"], saved["num_tokens"], saved["verify_frames"], saved["tau"]) == (0, 8, 8, 0.1)
+    assert saved["max_steps"] == 1 and saved["deepspeed"] is None and saved["bf16"] is False
+    assert read_manifest(out).soft_refinement is True
+    policy = load_policy(out, device="cpu")
+    assert callable(policy.refine_query_vector)
+    # the checkpoint never samples a vision placeholder, so its replies can be re-fed with their frames
+    banned = vision_placeholder_ids(policy)
+    tok = policy.tokenizer
+    assert banned == sorted(tok.convert_tokens_to_ids(t) for t in
+                            ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"))
+    assert GenerationConfig.from_pretrained(out).suppress_tokens == banned
+    assert policy.generation_kwargs["suppress_tokens"] == banned
+
+
+@pytest.mark.slow
+def test_vsr1_grpo_8b_recipe_dry_run_starts_from_the_stage_one_checkpoint(sqr_8b_dry_run, vsr1_rows, tmp_path, capsys):
+    from agent_tools.policies import load_policy, read_manifest
+    from training.dry_run import dry_run
+
+    stage1 = sqr_8b_dry_run[0].output_dir
+    result = dry_run(
+        CONFIGS / "vsr1_grpo_qwen3vl_8b.json",
+        ["--model", str(stage1), "--data", str(vsr1_rows), "--output_dir", str(tmp_path / "out"),
+         "--cache_dir", str(tmp_path / "cache"), "--max_completion_length", "16"],
+    )
+    printed = capsys.readouterr().out
+    assert "memory estimate per GPU" in printed and "reference model (bf16)" in printed  # beta 0.01 keeps one
+    logs = [h for h in result["log_history"] if "reward" in h]
+    assert len(logs) == 1  # one optimizer step
+    assert result["steps_with_advantage"] == int(logs[0]["frac_reward_zero_std"] < 1)
+    names = ("answer_binary_reward", "think_format_reward", "time_format_reward", "time_iou_reward",
+             "refine_presence_reward", "query_refine_quality_reward")
+    assert all(f"rewards/{n}/mean" in logs[0] for n in names)
+    out = result["output_dir"]
+    saved = json.loads((out / "training_config.json").read_text())
+    assert saved["model"] == str(stage1) and saved["reward_weights"] == [1.6, 0.05, 0.05, 0.35, 0.8, 0.5]
+    assert (saved["beta"], saved["learning_rate"], saved["num_generations"], saved["use_vllm"]) == (0.01, 5e-7, 2, False)
+    # stage 2 keeps stage 1's SQR maps and stays a refiner checkpoint
+    for name in ("sqr_projector.safetensors", "sqr_config.json"):
+        assert (out / name).read_bytes() == (stage1 / name).read_bytes()
+    assert read_manifest(out).soft_refinement is True
+    assert callable(load_policy(out, device="cpu").refine_query_vector)
+
+
+def test_stage_two_dry_run_without_its_stage_one_checkpoint_is_one_line(capsys):
+    from training.dry_run import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([str(CONFIGS / "vsr1_grpo_qwen3vl_8b.json"), "--data", "rows.jsonl"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("error: ") and "dry-run training/configs/sqr_qwen3vl_8b.json first" in err
+
+
+def test_vsr1_trainers_main_turn_errors_into_one_line(tmp_path, capsys):
+    pytest.importorskip("trl")
+    from training.sqr import main as sqr_main
+    from training.sqr_grpo import main as grpo_main
+
+    with pytest.raises(SystemExit) as exc:  # not a stage-1 checkpoint (no SQR maps)
+        grpo_main(["--config", str(CONFIGS / "vsr1_grpo_qwen3vl_8b.json"), "--model", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and "stage 2 starts from a stage-1 SQR checkpoint" in err
+    with pytest.raises(SystemExit) as exc:  # a bad override, before anything loads
+        sqr_main(["--config", str(CONFIGS / "sqr_qwen3vl_8b.json"), "--num_tokens", "0"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and err == "error: num_tokens must be >= 1, got 0"
+
+
+def test_demo_sft_data_demonstrates_every_grpo_prompt(tmp_path):
+    """The cold start that gives grpo_tiny.json rewards that differ inside a group: SFT'd on the
+    demo trajectories alone (no GRPO prompt among them) its sampled episodes were never
+    well-formed and every advantage was 0; each GRPO prompt is demonstrated with its right answer."""
+    from training.data import load_prompts, load_trajectories
+    from training.demo import write_demo
+    from training.rewards.timesearch import episode_answer, multiturn_format_reward, score_answer
+
+    paths = write_demo(tmp_path / "demo")
+    demos = {t.question: t for t in load_trajectories(paths["sft"])}
+    for prompt in load_prompts(paths["grpo"]):
+        turns = demos[prompt.question].turns
+        episode = [{"role": "assistant", "content": t} for t in turns]
+        answer, refused = episode_answer(episode)
+        assert not refused and score_answer(answer, prompt.answer, prompt.problem_type) == 1.0
+        assert multiturn_format_reward([episode]) == [1.0]  # TimeSearch-R v7's format check
+
+
+def test_sqr_lora_under_zero3_is_refused_before_loading(tmp_path, monkeypatch):
+    """Under ZeRO-3 peft's trainable <REFINE> row indexes the sharded embedding and the first
+    forward fails (seen under `accelerate launch --config_file training/launch/zero3.yaml`)."""
+    pytest.importorskip("trl")
+    from training.sqr import SQRConfig, train_sqr
+
+    cfg = SQRConfig(model=str(tmp_path / "no-model"), data="d.jsonl", output_dir=str(tmp_path / "o"), lora_r=8,
+                    deepspeed=str(LAUNCH / "zero3.json"))
+    with pytest.raises(TrainingConfigError, match="launch with training/launch/zero2.yaml"):
+        train_sqr(cfg)
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")  # the launch says ZeRO-3, the recipe names none
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_CONFIG_FILE", str(LAUNCH / "zero3.json"))
+    with pytest.raises(TrainingConfigError, match="lora_r > 0 under DeepSpeed ZeRO-3"):
+        train_sqr(dataclasses.replace(cfg, deepspeed=None))

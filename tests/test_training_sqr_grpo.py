@@ -186,3 +186,21 @@ def test_stage_two_needs_a_stage_one_checkpoint(searcher, tmp_path):
     )
     with pytest.raises(TrainingConfigError, match="stage 2 starts from a stage-1 SQR checkpoint"):
         train_sqr_grpo(cfg, searcher=searcher)
+
+
+def test_tiny_recipe_completion_budget_holds_the_stage_one_reply():
+    """At 24 tokens every tiny rollout was cut before its verdict and <REFINE>: six equal rewards
+    per group, all advantages 0. The budget must hold the reply stage 1 teaches (and a matched
+    reply with its times), as the reference's 768 does for the 8B policy."""
+    from pathlib import Path
+
+    import training
+    from training.sqr import DEFAULT_REPLY, ensure_refine_token
+
+    cfg = load_config(VSR1GRPOConfig, Path(training.__file__).parent / "configs" / "vsr1_grpo_tiny.json")
+    policy = load_policy(tiny_policy_path(), device="cpu")
+    ensure_refine_token(policy)
+    matched = "<think>The frames show it.</think><answer>matched</answer><start>2.0</start><end>3.5</end>"
+    for reply in (DEFAULT_REPLY, matched):
+        n = len(policy.tokenizer(reply + "<REFINE>", add_special_tokens=False)["input_ids"])
+        assert 24 < n <= cfg.max_completion_length

@@ -32,6 +32,14 @@ holds only what TRL cannot do, each for the reason given:
   ``tool_mask``. TRL hands rewards the *parsed* message (``<think>`` and ``<tool_call>`` moved into
   other fields), on which TimeSearch-R's format reward cannot be computed.
 
+Text observations (``observation="text"``, for text-only policies such as SmolLM2): the
+environment returns the preview turn and each tool result as one string of text lines
+(:func:`agent_tools.observations.text_blocks` with the run's tagger: timestamp, search score,
+zero-shot tags), exactly what the graph's ``observation="text"`` mode shows the policy, and the
+CSV re-answer renders the recorded frames as text lines too (a ``text_only`` policy with the
+same tagger, as the graph's ``verify`` node does with a text-only policy). TRL then takes the
+policy's plain tokenizer as ``processing_class``.
+
 Known differences from the graph (documented, not hidden): TRL ends a turn at EOS, not at the
 graph's stop strings (the trained policy emits ``</tool_call><|im_end|>`` either way); a reply
 with no parsable tool call ends the episode in TRL, whereas the graph sends a corrective message
@@ -42,6 +50,8 @@ Usage::
 
     env_factory = make_env_factory(searcher, max_turns=8, preview_frames=8, max_side=448)
     verifier = FramesOnlyVerifier(max_side=448, max_new_tokens=256)
+    # text-only policy: make_env_factory(..., observation="text", tagger=tagger) and
+    # FramesOnlyVerifier(..., observation="text", tagger=tagger)
     funcs = csv_reward_funcs(R.TIMESEARCH_REWARDS, verifier)
     trainer = CSVGRPOTrainer(model=..., args=trl_args, reward_funcs=funcs, train_dataset=rows,
                              processing_class=prepare_processing_class(processor),
@@ -56,10 +66,13 @@ import json
 from typing import Any, Callable, Optional, Sequence
 
 from agent_tools import protocol
+from agent_tools.errors import InvalidArgumentError
 from agent_tools.graphs.temporal import preview_turn, seek_turn, verify_frames
 from agent_tools.policies.base import CachingResolver, resolve_frames
 
 __all__ = [
+    "OBSERVATIONS",
+    "text_observation",
     "PROTOCOL_RESPONSE_TEMPLATE",
     "TOOL_CALL_PRELUDE_MARK",
     "with_tool_call_rendering",
@@ -93,6 +106,27 @@ PROTOCOL_RESPONSE_TEMPLATE: dict[str, Any] = {
         "content": {"close_pattern": r"<\|im_end\|>\s*", "content": "text"},
     },
 }
+
+#: How frames reach the policy: ``images`` (pixels in the conversation) or ``text`` (one line per frame).
+OBSERVATIONS = ("images", "text")
+
+
+def _check_observation(observation: str) -> str:
+    if observation not in OBSERVATIONS:
+        raise InvalidArgumentError(f"observation must be 'images' or 'text', got {observation!r}")
+    return observation
+
+
+def text_observation(blocks: Any, tagger: Any = None) -> str:
+    """Content blocks as the text a text-only policy reads: :func:`~agent_tools.observations.text_blocks`
+    lines joined by newlines (what :func:`~agent_tools.observations.to_text_messages` makes of the
+    graph's text-mode messages); a string (a search error) passes through."""
+    if isinstance(blocks, str):
+        return blocks
+    from agent_tools.observations import text_blocks
+
+    return "\n".join(b["text"] for b in text_blocks(blocks, tagger))
+
 
 #: First line of the Jinja prelude :func:`with_tool_call_rendering` adds (makes the wrap idempotent).
 TOOL_CALL_PRELUDE_MARK = "{#- videoseek: tool_calls rendered as protocol text when content is empty -#}"
@@ -217,6 +251,12 @@ class SeekVideoEnv:
         preview_frames: Preview frames in the first user turn.
         max_side: Longest side of the frames given to the model (the policy's ``max_side``).
         frames: Frame resolver (default ``searcher.frames`` with an LRU cache).
+        observation: ``"images"`` (frames as PIL images) or ``"text"`` (the preview turn and each
+            tool result as one string of text lines, :func:`text_observation`).
+        tagger: Zero-shot frame tagger of text observations (None: timestamps and scores only).
+
+    Raises:
+        InvalidArgumentError: On an unknown ``observation``.
     """
 
     def __init__(
@@ -227,7 +267,11 @@ class SeekVideoEnv:
         preview_frames: int,
         max_side: Optional[int],
         frames: Any = None,
+        observation: str = "images",
+        tagger: Any = None,
     ):
+        self._observation = _check_observation(observation)
+        self._tagger = tagger
         self._searcher = searcher
         self._max_turns = int(max_turns)
         self._preview_frames = int(preview_frames)
@@ -240,16 +284,20 @@ class SeekVideoEnv:
         self.calls = 0
         self.verification: Optional[dict[str, Any]] = None
 
-    def _resolve(self, blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Frame references -> PIL image blocks, exactly as the policy resolves them in the graph."""
+    def _resolve(self, blocks: list[dict[str, Any]]) -> Any:
+        """Frame references -> PIL image blocks, exactly as the policy resolves them in the graph
+        (text mode: the graph's text lines, one string)."""
+        if self._observation == "text":
+            return text_observation(blocks, self._tagger)
         return resolve_frames([{"role": "user", "content": blocks}], self._frames, self._max_side)[0]["content"]
 
-    def reset(self, **row: Any) -> list[dict[str, Any]]:
+    def reset(self, **row: Any) -> Any:
         """Start an episode on ``row`` (``question``, ``video``, optional ``window``).
 
         Returns:
             The first user turn's blocks (preview frames, each after its timestamp, then the
-            prompt), which TRL appends to the dataset prompt's empty user turn.
+            prompt; in text mode one string of their text lines), which TRL appends to the
+            dataset prompt's empty user turn.
         """
         self.question, self.video = row.get("question"), row.get("video")
         window = row.get("window")
@@ -281,7 +329,8 @@ class SeekVideoEnv:
             num_frames: How many frames to return, 1 to 8 (default 8).
 
         Returns:
-            The frames with their times, then a short instruction; or the text of a search error.
+            The frames with their times (in text mode: one line per frame), then a short
+            instruction; or the text of a search error.
         """
         given = {"query": query, "start_time": start_time, "end_time": end_time, "num_frames": num_frames}
         args = {k: v for k, v in given.items() if v is not None}
@@ -297,9 +346,18 @@ class SeekVideoEnv:
 
 
 def make_env_factory(
-    searcher: Any, *, max_turns: int, preview_frames: int, max_side: Optional[int]
+    searcher: Any,
+    *,
+    max_turns: int,
+    preview_frames: int,
+    max_side: Optional[int],
+    observation: str = "images",
+    tagger: Any = None,
 ) -> Callable[[], SeekVideoEnv]:
-    """A zero-argument ``environment_factory`` for TRL; all environments share one frame cache."""
+    """A zero-argument ``environment_factory`` for TRL; all environments share one frame cache.
+
+    ``observation`` and ``tagger`` as :class:`SeekVideoEnv`.
+    """
     cache = CachingResolver(searcher.frames, max_items=512)
     return functools.partial(
         SeekVideoEnv,
@@ -308,6 +366,8 @@ def make_env_factory(
         preview_frames=preview_frames,
         max_side=max_side,
         frames=cache,
+        observation=_check_observation(observation),
+        tagger=tagger,
     )
 
 
@@ -357,11 +417,23 @@ class FramesOnlyVerifier:
     Args:
         max_side: Frame size (the policy's ``max_side``).
         max_new_tokens: Tokens of the re-answer.
+        observation: ``"text"``: the recorded frames reach the policy as text lines (a
+            ``text_only`` policy with ``tagger``, as the graph's verify node renders them).
+        tagger: Zero-shot frame tagger of text observations.
     """
 
-    def __init__(self, *, max_side: Optional[int], max_new_tokens: int):
+    def __init__(
+        self,
+        *,
+        max_side: Optional[int],
+        max_new_tokens: int,
+        observation: str = "images",
+        tagger: Any = None,
+    ):
         self.max_side = max_side
         self.max_new_tokens = int(max_new_tokens)
+        self.observation = _check_observation(observation)
+        self.tagger = tagger
         self.trainer: Any = None
 
     def bind(self, trainer: Any) -> "FramesOnlyVerifier":
@@ -390,7 +462,21 @@ class FramesOnlyVerifier:
                     do_sample=False,
                     max_new_tokens=self.max_new_tokens,
                     max_side=self.max_side,
+                    text_only=self.observation == "text",
+                    tagger=self.tagger,
                 )
+                # greedy re-answers of the same question from the same frames are the same: rollouts of
+                # one group often search alike, so each distinct conversation is generated once per step
+                replies: dict[str, Any] = {}
+                generate = policy.generate_details
+
+                def generate_once(messages: Any, **kw: Any) -> Any:
+                    key = json.dumps([messages, kw.get("max_new_tokens")], sort_keys=True, default=str)
+                    if key not in replies:
+                        replies[key] = generate(messages, **kw)
+                    return replies[key]
+
+                policy.generate_details = generate_once
                 try:
                     for i in todo:
                         env = environments[i]

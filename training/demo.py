@@ -8,11 +8,18 @@ rewards, InfoNCE, checkpoints). The data are toy data: nothing trained on them i
 
     runs/demo/clip.mp4                 # 20 s synthetic video (frames paint their index)
     runs/demo/tiny-untrained-policy/   # UNTRAINED tiny Qwen2.5-VL + manifest
-    runs/demo/sft.jsonl                # scripted search trajectories (question, video, turns)
+    runs/demo/sft.jsonl                # scripted search trajectories (question, video, turns), incl.
+                                       # demonstrations of the two GRPO prompts (the cold start)
     runs/demo/grpo.jsonl               # prompts (question, video, answer, problem_type)
     runs/demo/sqr.jsonl                # refinement rows (query, shown, positive, negatives)
 
 - :func:`write_demo` - write them; returns the paths.
+
+The SFT file also demonstrates the two GRPO prompts (search, then the answer), as a cold start
+does: SFT'd on it (``sft_tiny.json``, 120 steps), the tiny policy's sampled episodes in
+``grpo_tiny.json`` are sometimes well-formed, so rewards differ inside a group and the
+advantages are not all zero (measured: 4-7 of 8 steps with reward std > 0 over seeds 0-2;
+SFT'd on the other three trajectories alone: 0 of 8, every advantage 0, weights unchanged).
 """
 
 from __future__ import annotations
@@ -20,7 +27,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 __all__ = ["write_demo"]
 
@@ -75,6 +81,23 @@ def write_demo(directory: str | Path) -> dict[str, Path]:
             "video": "clip.mp4",
             "turns": [_answer("no", "The preview shows only coloured patterns.")],
         },
+        # the cold start: the GRPO prompts below, demonstrated (a letter; a grounding window as JSON)
+        {
+            "question": "Which option shows the first scene? (A) red (B) green",
+            "video": "clip.mp4",
+            "turns": [
+                _call("the first scene", 0, 4, 2, "Look at the start."),
+                _answer("A", "The first scene is red."),
+            ],
+        },
+        {
+            "question": "When does the second scene start?",
+            "video": "clip.mp4",
+            "turns": [
+                _call("the second scene", 0, 6, 3, "Find the cut."),
+                _answer('{"start_time": 2.0, "end_time": 4.0}', "The second scene spans 2 to 4 s."),
+            ],
+        },
     ]
     grpo = [
         {
@@ -109,7 +132,7 @@ def write_demo(directory: str | Path) -> dict[str, Path]:
     return paths
 
 
-def main(argv: Optional[list[str]] = None) -> None:  # pragma: no cover - convenience
+def main(argv: list[str] | None = None) -> None:  # pragma: no cover - convenience
     args = argv if argv is not None else sys.argv[1:]
     for name, path in write_demo(args[0] if args else "runs/demo").items():
         print(f"{name}: {path}")

@@ -21,6 +21,13 @@ plus ``trl_args`` for any other ``trl.GRPOConfig`` field), LoRA merge before sav
 checkpoint loads with :func:`agent_tools.policies.load_policy`, and the manifest written into
 every checkpoint (:func:`ManifestCallback`).
 
+Text observations (``observation: "text"``, e.g. ``training/configs/grpo_smollm2_text.json``):
+a text-only policy (SmolLM2) reads every frame as a text line - timestamp, search score and the
+encoder's zero-shot tags over ``tag_vocabulary`` (:class:`agent_tools.observations.EncoderTagger`
+on the rollouts' searcher) - in the preview, the tool results and the CSV re-answer, as the
+graph's ``observation="text"`` mode does; TRL gets the policy's tokenizer as ``processing_class``.
+The checkpoint's manifest records ``observation``, ``tag_vocabulary`` and ``tag_top_k``.
+
 Scale (not runnable on this CPU machine, passed through to TRL as they are): ``bf16``,
 ``gradient_checkpointing``, ``use_peft`` (LoRA), ``use_vllm`` + ``vllm_mode`` (``colocate`` or
 ``server``), DeepSpeed ZeRO-3 via ``accelerate launch --config_file <zero3.yaml> -m training.grpo
@@ -89,6 +96,17 @@ class GRPOConfig:
             "(default: max_turns * (max_new_tokens + 1) plus what max_turns - 1 tool results of 8 frames take)."
         },
     )
+    observation: str = field(
+        default="images",
+        metadata={"help": "images | text: frames as images, or as text lines (timestamp, score, zero-shot tags) "
+                  "for a text-only policy."},
+    )
+    tag_vocabulary: Optional[Union[str, list[str]]] = field(
+        default=None,
+        metadata={"help": "Text observations: zero-shot tag vocabulary, a list or 'world' (the synthetic "
+                  "world's captions); None: timestamps and scores only."},
+    )
+    tag_top_k: int = field(default=1, metadata={"help": "Text observations: tags per frame."})
     verify: bool = field(default=True, metadata={"help": "Run the frames-only re-answer (the CSV reward's input)."})
     reward_set: str = field(
         default="timesearch_v7", metadata={"help": "Reward functions: timesearch_v7 = format, accuracy, CSV."}
@@ -156,6 +174,16 @@ class GRPOConfig:
         for name in ("max_turns", "max_new_tokens", "max_steps", "gradient_accumulation_steps"):
             if int(getattr(self, name)) < 1:
                 raise TrainingConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.observation not in ("images", "text"):
+            raise TrainingConfigError(f"observation must be images or text, got {self.observation!r}")
+        if self.tag_vocabulary is not None and self.observation != "text":
+            raise TrainingConfigError("tag_vocabulary is read only with observation 'text'")
+        if isinstance(self.tag_vocabulary, str) and self.tag_vocabulary != "world":
+            raise TrainingConfigError(
+                f"tag_vocabulary must be a list of tags or 'world', got {self.tag_vocabulary!r}"
+            )
+        if self.tag_top_k < 1:
+            raise TrainingConfigError(f"tag_top_k must be >= 1, got {self.tag_top_k}")
         if self.preview_frames < 0:
             raise TrainingConfigError(f"preview_frames must be >= 0, got {self.preview_frames}")
         if self.reward_set not in REWARD_SETS:
@@ -185,8 +213,27 @@ class GRPOConfig:
         """TRL's ``max_completion_length`` for this recipe (see the field's help)."""
         if self.max_completion_length:
             return int(self.max_completion_length)
-        # a tool result: 8 frames, each a timestamp and (at most) 256 image tokens, plus ~80 text tokens
-        return self.max_turns * (self.max_new_tokens + 1) + (self.max_turns - 1) * (8 * 262 + 80)
+        # a tool result: 8 frames, each a timestamp and (at most) 256 image tokens, plus ~80 text tokens;
+        # in text mode each frame is one line (timestamp, score, tags: <= 24 tokens per tag)
+        per_frame = 12 + 24 * self.tag_top_k if self.observation == "text" else 262
+        return self.max_turns * (self.max_new_tokens + 1) + (self.max_turns - 1) * (8 * per_frame + 80)
+
+    def vocabulary(self) -> Optional[list[str]]:
+        """The tag vocabulary as a list (``'world'`` expanded), or None."""
+        if self.tag_vocabulary == "world":
+            from agent_tools.observations import world_vocabulary
+
+            return world_vocabulary()
+        return list(self.tag_vocabulary) if self.tag_vocabulary is not None else None
+
+    def manifest_updates(self) -> dict[str, Any]:
+        """Manifest fields of the observation mode (empty for images: the base's stay)."""
+        if self.observation != "text":
+            return {}
+        vocab = self.vocabulary()
+        if vocab is None:  # the tagger's own vocabulary (if any) is recorded by save_checkpoint
+            return {"observation": "text"}
+        return {"observation": "text", "tag_vocabulary": vocab, "tag_top_k": int(self.tag_top_k)}
 
 
 def group_advantages(rewards: Sequence[float], *, num_generations: int, scale: str = "none") -> list[float]:
@@ -282,7 +329,13 @@ def ManifestCallback(policy: Any, config: GRPOConfig):
             if (ckpt / "config.json").is_file():
                 name = f"{config.run_name or Path(config.output_dir).name}@{state.global_step}"
                 manifest = checkpoint_manifest(
-                    policy.manifest, ckpt, config=config, trainer="grpo", name=name, encoder=config.encoder
+                    policy.manifest,
+                    ckpt,
+                    config=config,
+                    trainer="grpo",
+                    name=name,
+                    encoder=config.encoder,
+                    **config.manifest_updates(),
                 )
                 write_run_files(ckpt, manifest, config=config, trainer="grpo")
 
@@ -323,6 +376,7 @@ def build_trainer(
     rows: Optional[Sequence[Any]] = None,
     reward_funcs: Optional[Sequence[Callable[..., list[float]]]] = None,
     trl_overrides: Optional[dict[str, Any]] = None,
+    tagger: Any = None,
 ):
     """The ``CSVGRPOTrainer`` of a recipe, ready to ``train()``.
 
@@ -334,13 +388,18 @@ def build_trainer(
         reward_funcs: TRL-signature reward functions replacing ``config.reward_set``'s (their
             weights then come from ``config.reward_weights`` or default to 1 each).
         trl_overrides: ``trl.GRPOConfig`` fields set on top of the recipe's.
+        tagger: Text observations: the :class:`~agent_tools.observations.FrameTagger` (default:
+            an ``EncoderTagger`` on ``searcher`` over ``config.tag_vocabulary``; else the policy's
+            own ``tagger``; else one over its manifest's ``tag_vocabulary``; else none: timestamps
+            and scores only).
 
     Returns:
         ``(trainer, policy)``.
 
     Raises:
         TrainingConfigError: On a policy that is not a transformers checkpoint, or one whose
-            tool turns are rewritten as user turns (TRL's loop renders the tool role).
+            tool turns are rewritten as user turns (TRL's loop renders the tool role), or an
+            image-observation recipe on a text-only policy.
     """
     import os
 
@@ -356,8 +415,25 @@ def build_trainer(
     set_seed(config.seed)
     if searcher is None:
         searcher = build_searcher(config.encoder, cache_dir=config.cache_dir, device=_process_device(config))
+    text = config.observation == "text"
     if policy is None:  # loaded on the CPU; the trainer (accelerate / DeepSpeed) places it on this rank's device
-        policy = load_trainable_policy(config.model, device="cpu")
+        policy = load_trainable_policy(config.model, device="cpu", **({"text_only": True} if text else {}))
+    if getattr(policy, "text_only", False) and not text:
+        raise TrainingConfigError(
+            f"policy {config.model!r} reads text only; set observation to 'text' (frames as text lines)"
+        )
+    if text and tagger is None:
+        tagger = getattr(policy, "tagger", None)
+        manifest = getattr(policy, "manifest", None)
+        vocab, top_k = config.vocabulary(), config.tag_top_k
+        if vocab is None and tagger is None and getattr(manifest, "tag_vocabulary", None):
+            vocab, top_k = list(manifest.tag_vocabulary), int(manifest.tag_top_k)  # the tags it was trained on
+        if vocab is not None:
+            from agent_tools.observations import EncoderTagger
+
+            tagger = EncoderTagger(searcher, vocab, top_k=top_k)
+    if text:  # the policy itself (graph, eval after training) reads frames as the rollouts did
+        policy.text_only, policy.tagger = True, tagger
     if policy.tool_role != "tool":
         raise TrainingConfigError(
             f"policy {config.model!r} sends tool results as {policy.tool_role!r} turns; TRL's tool loop renders "
@@ -370,14 +446,34 @@ def build_trainer(
     else:
         funcs = list(reward_funcs)
         overrides.setdefault("reward_weights", list(config.reward_weights or [1.0] * len(funcs)))
+    from agent_tools.policies.vision_tokens import placeholder_generation_kwargs
+
+    # rollouts re-feed sampled ids with the prompt's frames: a sampled image/video placeholder
+    # breaks that forward (TRL bans only the image token, and not under vLLM)
+    ban = placeholder_generation_kwargs(policy, vllm=config.use_vllm)
+    if ban:
+        gen = dict(overrides.get("generation_kwargs") or {})
+        key = next(iter(ban))
+        if key == "suppress_tokens":
+            gen[key] = sorted(set(gen.get(key) or []) | set(ban[key]))
+        else:
+            gen[key] = {**ban[key], **(gen.get(key) or {})}
+        overrides["generation_kwargs"] = gen
     args = trl_config(config, **overrides)
     if args.bf16:
         policy.model.to(torch.bfloat16)
     processor = csv_env.prepare_processing_class(policy.processor)
-    verifier = csv_env.FramesOnlyVerifier(max_side=policy.max_side, max_new_tokens=config.max_new_tokens)
+    verifier = csv_env.FramesOnlyVerifier(
+        max_side=policy.max_side, max_new_tokens=config.max_new_tokens, observation=config.observation, tagger=tagger
+    )
     funcs = csv_env.csv_reward_funcs(funcs, verifier if config.verify else None)
     env_factory = csv_env.make_env_factory(
-        searcher, max_turns=config.max_turns, preview_frames=config.preview_frames, max_side=policy.max_side
+        searcher,
+        max_turns=config.max_turns,
+        preview_frames=config.preview_frames,
+        max_side=policy.max_side,
+        observation=config.observation,
+        tagger=tagger,
     )
     eval_dataset = None
     if config.eval_data:
@@ -416,6 +512,7 @@ def train_grpo(
     rows: Optional[Sequence[Any]] = None,
     reward_funcs: Optional[Sequence[Callable[..., list[float]]]] = None,
     trl_overrides: Optional[dict[str, Any]] = None,
+    tagger: Any = None,
 ) -> GRPOResult:
     """Run GRPO-CSV and save the policy (arguments as :func:`build_trainer`).
 
@@ -425,7 +522,13 @@ def train_grpo(
     from training.common import save_checkpoint
 
     trainer, policy = build_trainer(
-        config, searcher=searcher, policy=policy, rows=rows, reward_funcs=reward_funcs, trl_overrides=trl_overrides
+        config,
+        searcher=searcher,
+        policy=policy,
+        rows=rows,
+        reward_funcs=reward_funcs,
+        trl_overrides=trl_overrides,
+        tagger=tagger,
     )
     trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     model = trainer.accelerator.unwrap_model(trainer.model)
@@ -439,7 +542,9 @@ def train_grpo(
         trainer="grpo",
         name=config.run_name,
         encoder=config.encoder,
-        notes=f"TRL GRPOTrainer, {trainer.state.global_step} steps, reward set {config.reward_set}",
+        notes=f"TRL GRPOTrainer, {trainer.state.global_step} steps, reward set {config.reward_set}, "
+        f"{config.observation} observations",
+        **config.manifest_updates(),
     )
     return GRPOResult(out, list(trainer.state.log_history))
 

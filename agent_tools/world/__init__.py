@@ -8,7 +8,10 @@ evaluation readers read; train / test splits; deterministic by seed.
 - :mod:`agent_tools.world.scene` - vocabulary, :class:`Event`, :class:`Background`, :func:`render_frame`.
 - :mod:`agent_tools.world.generate` - :class:`WorldConfig`, :func:`make_world`, :func:`plan_world`,
   :func:`load_manifest`.
-- :mod:`agent_tools.world.pairs` - frame/caption pairs for training an image-text encoder.
+- :mod:`agent_tools.world.pairs` - frame/caption pairs for training an image-text encoder, and
+  :func:`~agent_tools.world.pairs.world_captions` (every caption, the tag vocabulary).
+- :mod:`agent_tools.world.tags` - tag accuracy of zero-shot frame tags on a split's events
+  (exact caption and shape/digit + colour, top-1 / top-k, against chance).
 
 Usage::
 

@@ -18,7 +18,14 @@ import numpy as np
 
 from .scene import ACTIONS, COLOURS, DIGITS, SHAPES, Background, Event, empty_caption, render_frame
 
-__all__ = ["caption_pairs", "texts_for"]
+__all__ = ["caption_pairs", "texts_for", "world_captions"]
+
+
+def world_captions() -> list[str]:
+    """Every caption the world can show (shape x colour x action, digit x colour), then the empty caption (133)."""
+    tags = [Event(kind="shape", colour=c, start=0, end=1, shape=s, action=a).caption for s in SHAPES for c in COLOURS for a in ACTIONS]
+    tags += [Event(kind="number", colour=c, start=0, end=1, digit=d).caption for d in DIGITS for c in COLOURS]
+    return tags + [empty_caption()]
 
 
 def texts_for(ev: Event | None) -> list[str]:
