@@ -18,7 +18,7 @@ Usage::
 
     python benchmarks/bench_quality.py                 # default size (see --help), results in benchmarks/results/
     python benchmarks/bench_quality.py --quick         # a smaller world and fewer steps
-    python benchmarks/bench_quality.py --encoder-dir /work/coord/world-tiny   # a checkpoint trained before
+    python benchmarks/bench_quality.py --encoder-dir runs/world-tiny   # trained before: python -m training.world_encoder --out runs/world-tiny
 
 Prints the tables and writes ``benchmarks/results/quality.md``, ``quality.json`` and
 ``quality_<task>.png``; the world, the cache and the checkpoint go to ``--work`` (a temp folder).

@@ -16,7 +16,7 @@ uniformly random ranking (chance) and its ratio to chance, plus the figure
 
 Usage::
 
-    python benchmarks/bench_world_tags.py --encoder-dir /work/coord/world-tiny
+    python benchmarks/bench_world_tags.py --encoder-dir runs/world-tiny  # from: python -m training.world_encoder --out runs/world-tiny
     python benchmarks/bench_world_tags.py                  # trains an encoder first (training.world_encoder defaults)
 """
 
