@@ -26,10 +26,10 @@ step, held-out R@1 per evaluation) and ``benchmarks/results/sqr_learning.json``.
 
 Usage::
 
-    python benchmarks/bench_learning_sqr.py [--seeds 3] [--steps 60] [--eval-every 10] [--jobs 3] [--policy smollm2|tiny]
+    python benchmarks/bench_learning_sqr.py [--seeds 3] [--steps 120] [--templates 8] [--eval-every 40] [--jobs 3] [--policy smollm2|tiny]
 
 Toy tuning vs the 8B recipe (``training/configs/sqr_qwen3vl_8b.json`` keeps the reference's
-values): ``projector_lr`` 3e-2 instead of 5e-5 (60 steps instead of epochs over 100k rows); the
+values): ``projector_lr`` 3e-2 instead of 5e-5 (120 steps instead of epochs over 100k rows); the
 InfoNCE weight stays 0.3 (with a frozen policy the LM term is a constant, and Adam does not see
 the weight's scale); tau 0.1, 8 latents and 24 mined negatives as the reference.
 """
@@ -183,13 +183,13 @@ def plot(runs: list[dict], path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--templates", type=int, default=4, help="training phrasings (of training.sqr_toy's 12)")
+    ap.add_argument("--steps", type=int, default=120)
+    ap.add_argument("--templates", type=int, default=8, help="training phrasings (of training.sqr_toy's 12)")
     ap.add_argument(
         "--center-momentum", type=float, default=0.1, help="running centring of the states (0: off)"
     )
     ap.add_argument("--moments", type=int, default=8)
-    ap.add_argument("--eval-every", type=int, default=10)
+    ap.add_argument("--eval-every", type=int, default=40)
     ap.add_argument("--policy", choices=("smollm2", "tiny"), default="smollm2")
     ap.add_argument("--lr", type=float, default=3e-3, help="policy learning rate (tiny policy only)")
     ap.add_argument("--projector-lr", type=float, default=3e-2)
