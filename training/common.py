@@ -40,6 +40,7 @@ __all__ = [
     "write_run_files",
     "manifest_fields_from_config",
     "observation_fields",
+    "gathered_parameters",
     "run_cli",
     "TRAINING_CONFIG_NAME",
 ]
@@ -122,6 +123,22 @@ def prepare_run(config: Any, *, searcher: Any = None, policy: Any = None) -> tup
     if policy is None:
         policy = load_trainable_policy(config.model, device=config.device)
     return searcher, policy
+
+
+def gathered_parameters(module: Any) -> Any:
+    """A context holding ``module``'s ZeRO-3-partitioned parameters whole on every rank (else a no-op).
+
+    Every rank must enter it (the gather is collective); write files inside it on one rank only.
+    Without it, ``save_pretrained`` under ZeRO-3 writes empty tensors.
+    """
+    import contextlib
+
+    params = [p for p in module.parameters() if hasattr(p, "ds_id")]
+    if not params:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
 
 
 def save_checkpoint(

@@ -519,7 +519,7 @@ def train_grpo(
     Returns:
         The :class:`GRPOResult`; ``output_dir`` loads with :func:`agent_tools.policies.load_policy`.
     """
-    from training.common import save_checkpoint
+    from training.common import gathered_parameters, save_checkpoint
 
     trainer, policy = build_trainer(
         config,
@@ -535,17 +535,21 @@ def train_grpo(
     if hasattr(model, "merge_and_unload"):  # LoRA: fold the adapters in, so the folder is a plain policy
         model = model.merge_and_unload()
     policy.model = model
-    out = save_checkpoint(
-        policy,
-        config.output_dir,
-        config=config,
-        trainer="grpo",
-        name=config.run_name,
-        encoder=config.encoder,
-        notes=f"TRL GRPOTrainer, {trainer.state.global_step} steps, reward set {config.reward_set}, "
-        f"{config.observation} observations",
-        **config.manifest_updates(),
-    )
+    out = Path(config.output_dir)
+    # ZeRO-3 (the 7B recipe's launch) shards the weights: gather them on every rank, write on one
+    with gathered_parameters(model):
+        if trainer.accelerator.is_main_process:
+            out = save_checkpoint(
+                policy,
+                config.output_dir,
+                config=config,
+                trainer="grpo",
+                name=config.run_name,
+                encoder=config.encoder,
+                notes=f"TRL GRPOTrainer, {trainer.state.global_step} steps, reward set {config.reward_set}, "
+                f"{config.observation} observations",
+                **config.manifest_updates(),
+            )
     return GRPOResult(out, list(trainer.state.log_history))
 
 

@@ -301,7 +301,7 @@ def train_sqr_grpo(
 
     from agent_tools.policies.vision_tokens import placeholder_generation_kwargs, suppress_vision_placeholders
     from training.common import prepare_run, save_checkpoint
-    from training.sqr_trainer import _gathered  # stage 1's ZeRO-3 gather for the save
+    from training.common import gathered_parameters  # the ZeRO-3 gather for the save
 
     model_dir = Path(config.model)
     if not (model_dir / SQR_WEIGHTS_NAME).is_file():
@@ -383,7 +383,7 @@ def train_sqr_grpo(
     model = trainer.model
     history = trainer.state.log_history
     out = out_dir
-    with _gathered(model):  # ZeRO-3 shards the weights: whole on every rank to compare and save them
+    with gathered_parameters(model):  # ZeRO-3 shards the weights: whole on every rank to compare and save them
         if hasattr(model, "merge_and_unload"):
             model = model.merge_and_unload()
         policy.model = model

@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from training.common import gathered_parameters
+
 from agent_tools.policies.soft_refine import (
     SoftQueryProjector,
     refine_inputs,
@@ -321,18 +323,6 @@ def _zero_stage(config: Any) -> int:
     return stage
 
 
-def _gathered(module: nn.Module) -> Any:
-    """A context holding ``module``'s ZeRO-3-partitioned parameters whole on every rank (else a no-op)."""
-    import contextlib
-
-    params = [p for p in module.parameters() if hasattr(p, "ds_id")]
-    if not params:
-        return contextlib.nullcontext()
-    import deepspeed
-
-    return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
-
-
 def train_sqr(
     config: Any,
     *,
@@ -494,7 +484,7 @@ def train_sqr(
         policy.model = policy.model.merge_and_unload()
     policy.model.train()
     out = out_dir
-    with _gathered(model):  # ZeRO-3 shards the weights: without this every saved tensor is empty
+    with gathered_parameters(model):  # ZeRO-3 shards the weights: without this every saved tensor is empty
         if args.process_index == 0:  # one writer per checkpoint folder
             out = save_checkpoint(
                 policy,
