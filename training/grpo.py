@@ -162,6 +162,9 @@ class GRPOConfig:
     lora_target_modules: Union[str, list[str]] = field(
         default="all-linear", metadata={"help": "peft target_modules (all-linear or module names)."}
     )
+    lora_layers: int = field(
+        default=0, metadata={"help": "LoRA in the last N decoder layers only; the backward pass stops below them (0: all)."}
+    )
     run_name: Optional[str] = field(default=None, metadata={"help": "Manifest name of the checkpoint."})
 
     def __post_init__(self) -> None:
@@ -191,6 +194,8 @@ class GRPOConfig:
         n = len(REWARD_SETS[self.reward_set][0])
         if self.reward_weights is not None and len(self.reward_weights) != n:
             raise TrainingConfigError(f"reward_weights needs {n} values for reward_set {self.reward_set!r}")
+        if self.lora_layers < 0:
+            raise TrainingConfigError(f"lora_layers must be >= 0 (0: every layer), got {self.lora_layers}")
         if self.beta < 0:
             raise TrainingConfigError(f"beta must be >= 0, got {self.beta}")
         if isinstance(self.scale_rewards, bool):
@@ -408,7 +413,7 @@ def build_trainer(
 
     from agent_tools.policies.manifest import PolicyManifest
     from training import csv_env
-    from training.common import build_searcher, load_trainable_policy, set_seed
+    from training.common import build_searcher, load_trainable_policy, lora_target_modules, set_seed
     from training.data import load_prompts
 
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # environment_factory: documented above
@@ -480,11 +485,15 @@ def build_trainer(
         eval_dataset = csv_env.rows_dataset(load_prompts(config.eval_data))
     peft_config = None
     if config.use_peft:
+        targets = config.lora_target_modules
+        if config.lora_layers:  # the named projections (all-linear: the language model's) in the top layers only
+            names = targets if isinstance(targets, list) else ([targets] if targets != "all-linear" else None)
+            targets = lora_target_modules(policy.model, config.lora_layers, **({"projections": names} if names else {}))
         peft_config = LoraConfig(
             r=config.lora_r,
             lora_alpha=config.lora_alpha,
             lora_dropout=config.lora_dropout,
-            target_modules=config.lora_target_modules,
+            target_modules=targets,
             task_type="CAUSAL_LM",
         )
     if not isinstance(policy.manifest, PolicyManifest):

@@ -139,6 +139,9 @@ class SFTConfig:
     lora_r: int = field(default=0, metadata={"help": "LoRA rank on the language model's projections (0: full fine-tune)."})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_layers: int = field(
+        default=0, metadata={"help": "LoRA in the last N decoder layers only; the backward pass stops below them (0: all)."}
+    )
     save_steps: int = field(
         default=0, metadata={"help": "Write output_dir/checkpoint-N every N steps (0: only the final policy)."}
     )
@@ -167,7 +170,7 @@ class SFTConfig:
                 raise TrainingConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.learning_rate <= 0:
             raise TrainingConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
-        for name in ("preview_frames", "warmup_steps", "save_steps", "eval_steps", "lora_r", "logging_steps"):
+        for name in ("preview_frames", "warmup_steps", "save_steps", "eval_steps", "lora_r", "lora_layers", "logging_steps"):
             if getattr(self, name) < 0:
                 raise TrainingConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -180,7 +183,7 @@ class SFTResult:
         output_dir: The final checkpoint directory.
         losses: Training loss at each logging step (one per step with ``logging_steps=1``).
         step_seconds: Wall time of each optimizer step run in this process.
-        num_examples: Trajectories trained on.
+        num_examples: Examples trained on (replayed trajectories plus given conversations).
         assistant_tokens: Trained-on tokens per example.
         eval_losses: Evaluation losses, in order (empty without ``eval_data``).
         global_step: Optimizer steps done, resumed ones included.
@@ -386,14 +389,16 @@ def _memory_line(config: SFTConfig, policy: Any) -> str:
     return estimate_for_model(policy.model, trainable=trainable)
 
 
-def _lora_config(config: SFTConfig):
+def _lora_config(config: SFTConfig, model: Any):
     from peft import LoraConfig
+
+    from training.common import lora_target_modules
 
     return LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
-        target_modules=LORA_TARGETS,
+        target_modules=lora_target_modules(model, config.lora_layers) if config.lora_layers else LORA_TARGETS,
         task_type="CAUSAL_LM",
     )
 
@@ -481,6 +486,7 @@ def train_sft(
     policy: Any = None,
     trajectories: Optional[Sequence[Trajectory]] = None,
     eval_trajectories: Optional[Sequence[Trajectory]] = None,
+    conversations: Optional[Sequence[list[dict[str, Any]]]] = None,
 ) -> SFTResult:
     """Run SFT with ``trl.SFTTrainer`` and save a loadable policy checkpoint.
 
@@ -490,6 +496,9 @@ def train_sft(
         policy: The policy to train (default: loaded from ``config.model``).
         trajectories: The training rows (default: read from ``config.data``).
         eval_trajectories: Held-out rows (default: read from ``config.eval_data`` if set).
+        conversations: Ready conversations trained as they are, after the replayed trajectories
+            (chat messages, frames as references; e.g. the completeness check's re-answer,
+            :func:`agent_tools.graphs.temporal.verify_messages` plus the assistant's reply).
 
     Returns:
         The :class:`SFTResult`.
@@ -524,7 +533,7 @@ def train_sft(
     trajs = list(trajectories) if trajectories is not None else load_trajectories(config.data)
     if eval_trajectories is None and config.eval_data:
         eval_trajectories = load_trajectories(config.eval_data)
-    train_set = _examples(replay_conversations(trajs, searcher, policy, config))
+    train_set = _examples(replay_conversations(trajs, searcher, policy, config) + [list(c) for c in conversations or ()])
     eval_set = _examples(replay_conversations(eval_trajectories, searcher, policy, config)) if eval_trajectories else None
     if args.process_index == 0:
         print(_memory_line(config, policy), flush=True)
@@ -537,7 +546,7 @@ def train_sft(
         eval_dataset=eval_set,
         processing_class=policy.processor,
         data_collator=collator,
-        peft_config=_lora_config(config) if config.lora_r else None,
+        peft_config=_lora_config(config, policy.model) if config.lora_r else None,
         callbacks=[_timer_callback(times), _manifest_callback(policy, config)],
     )
     trainer.train(resume_from_checkpoint=resume)
@@ -549,7 +558,7 @@ def train_sft(
     eval_losses = [float(h["eval_loss"]) for h in history if "eval_loss" in h]
     out = _final_save(trainer, policy, config)
     tokens = [collator.tokens.get(i, 0) for i in range(len(train_set))]
-    return SFTResult(out, losses, times, len(trajs), tokens, eval_losses, int(trainer.state.global_step))
+    return SFTResult(out, losses, times, len(train_set), tokens, eval_losses, int(trainer.state.global_step))
 
 
 def _main(argv: Optional[Sequence[str]]) -> SFTResult:

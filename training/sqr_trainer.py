@@ -331,6 +331,7 @@ def train_sqr(
     examples: Sequence[Any] | None = None,
     eval_examples: Sequence[Any] | None = None,
     bank: Any = None,
+    eval_bank: Any = None,
 ) -> Any:
     """Train stage-1 SQR and save the checkpoint.
 
@@ -341,6 +342,8 @@ def train_sqr(
         examples: Training rows (default: ``config.data``).
         eval_examples: Held-out rows (default: ``config.eval_data``; none: no evaluation).
         bank: The :class:`~training.sqr.MomentBank` (default: every moment the rows mention).
+        eval_bank: The bank held-out R@1 is ranked over (default: ``bank``; e.g. the held-out
+            corpus's own moments when its videos differ from the training ones).
 
     Returns:
         :class:`~training.sqr.SQRResult`.
@@ -455,7 +458,7 @@ def train_sqr(
         "projector_lr": config.projector_lr,
         "policy": policy,
         "eval_examples": held,
-        "eval_bank": bank,
+        "eval_bank": eval_bank if eval_bank is not None else bank,
         "frames": searcher.frames,
         "verify_frames": config.verify_frames,
         "eval_generate": config.eval_generate,

@@ -22,7 +22,7 @@ Nodes (see :func:`build_temporal_graph`)::
 
 The node bodies are also public, so another rollout loop (``training.csv_env``'s TRL
 environment) builds the same turns: :func:`preview_turn`, :func:`seek_turn`,
-:func:`verify_frames`, :func:`frame_cap`.
+:func:`verify_frames` (and its prompt, :func:`verify_messages`), :func:`frame_cap`.
 
 The builder returns an uncompiled ``StateGraph``; compile it with your own checkpointer, or
 add it to your graph as a subgraph (its input is :class:`TemporalInput`, its output
@@ -67,6 +67,7 @@ __all__ = [
     "seek_turn",
     "said_block",
     "verify_frames",
+    "verify_messages",
 ]
 
 
@@ -226,20 +227,9 @@ def verify_frames(
     Returns:
         ``{"answer", "sufficient", "agrees", "num_frames", "reply"}`` (the graph's ``verification``).
     """
-    refs = sorted(frames_seen or [], key=lambda f: (f["video"], f["timestamp"]))
-    if not refs:  # nothing was searched: insufficient by definition, the policy is not asked
+    if not frames_seen:  # nothing was searched: insufficient by definition, the policy is not asked
         return {"answer": None, "sufficient": False, "agrees": False, "num_frames": 0, "reply": None}
-    blocks: list[dict[str, Any]] = []
-    for f in refs:
-        blocks += [
-            text_block(protocol.format_timestamp(f["timestamp"])),
-            frame_block(f["video"], f["timestamp"]),
-        ]
-    blocks.append(text_block(protocol.verify_user_text(question)))
-    convo = [
-        {"role": "system", "content": protocol.VERIFY_SYSTEM_PROMPT},
-        {"role": "user", "content": blocks},
-    ]
+    convo = verify_messages(question, frames_seen)
     gen = policy.generate_details(convo, max_new_tokens=max_new_tokens, frames=frames)
     re_answer = protocol.extract_answer(gen.text)
     if re_answer is None:
@@ -250,9 +240,34 @@ def verify_frames(
         "answer": re_answer,
         "sufficient": sufficient,
         "agrees": agrees,
-        "num_frames": len(refs),
+        "num_frames": len(frames_seen),
         "reply": gen.text,
     }
+
+
+def verify_messages(question: str, frames_seen: list[FrameRef]) -> list[dict[str, Any]]:
+    """The completeness check's prompt: the searched frames (time order, each after its timestamp), then the question.
+
+    :func:`verify_frames` asks the policy this; trainers use it to demonstrate the re-answer.
+
+    Args:
+        question: The episode's question.
+        frames_seen: Frame references (``{"video", "timestamp"}``) the episode searched.
+
+    Returns:
+        System and user chat messages (frames as references).
+    """
+    blocks: list[dict[str, Any]] = []
+    for f in sorted(frames_seen, key=lambda f: (f["video"], f["timestamp"])):
+        blocks += [
+            text_block(protocol.format_timestamp(f["timestamp"])),
+            frame_block(f["video"], f["timestamp"]),
+        ]
+    blocks.append(text_block(protocol.verify_user_text(question)))
+    return [
+        {"role": "system", "content": protocol.VERIFY_SYSTEM_PROMPT},
+        {"role": "user", "content": blocks},
+    ]
 
 
 def build_temporal_graph(

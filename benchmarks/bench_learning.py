@@ -1,0 +1,106 @@
+"""The whole learning proof as one command (issue 10, deliverable 4): SFT, GRPO-CSV and SQR, three seeds each.
+
+Runs, one after the other, in child processes of this interpreter:
+
+1. ``bench_learning_text.py --parallel``: SmolLM2-135M as a text-only search policy on the
+   synthetic world; SFT raises valid turns over the base model, GRPO-CSV then trains from the SFT
+   start (held-out accuracy, SFT start vs GRPO; mean reward per step);
+2. ``bench_learning_sqr.py --task world``: Soft Query Refinement with the frozen SmolLM2 over the
+   world's corpus (held-out VCMR R@1, unrefined vs refined).
+
+Both read the same world encoder (``--encoder-dir``; without it ``world-tiny`` from the registry,
+else each script trains one). Each script writes its JSON and PNGs under ``--out``; this one
+prints their headline figures side by side with the wall time of each phase and writes
+``learning_proof.json``.
+
+Usage::
+
+    python benchmarks/bench_learning.py --encoder-dir /path/to/world-encoder   # or: make bench-learning
+    python benchmarks/bench_learning.py --skip-sqr                             # the text phases only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+__all__ = ["main", "summary"]
+
+
+def _run(script: str, argv: list[str]) -> float:
+    """Run ``benchmarks/<script>`` with ``argv`` (output streamed); return its wall seconds."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / script), *argv]
+    print(f"[proof] {' '.join(cmd)}", flush=True)
+    t0 = time.perf_counter()
+    rc = subprocess.call(cmd)
+    if rc != 0:
+        raise SystemExit(f"{script} failed with exit status {rc}")
+    return time.perf_counter() - t0
+
+
+def summary(out: Path, seconds: dict[str, float]) -> dict[str, Any]:
+    """The headline figures of the phases' result files under ``out``."""
+    res: dict[str, Any] = {"seconds": seconds}
+    text = out / "learning_text.json"
+    if text.is_file():
+        r = json.loads(text.read_text())
+        seeds = r["sft"]
+        res["text"] = {
+            "base": {k: r["base"][k] for k in ("valid_turn_rate", "accuracy")},
+            "sft": {s: {k: v["eval"][k] for k in ("valid_turn_rate", "accuracy")} for s, v in seeds.items()},
+            "grpo": {s: {"accuracy": v["grpo"]["eval"]["accuracy"], "reward_first": v["grpo"]["rewards"][0],
+                         "reward_last": v["grpo"]["rewards"][-1]} for s, v in seeds.items() if v.get("grpo")},
+        }
+    sqr = out / "sqr_world_learning.json"
+    if sqr.is_file():
+        rows = json.loads(sqr.read_text())
+        rows = rows.get("seeds", rows) if isinstance(rows, dict) else rows
+        res["sqr"] = {str(r.get("seed")): {k: r.get(k) for k in ("r1_unrefined", "r1_refined", "r1_refined_target_reply", "chance")}
+                      for r in rows}
+    return res
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--encoder-dir", default=None, help="a local open_clip folder trained on the world (both phases)")
+    p.add_argument("--work", default=None, help="work folder of the text phase (world, caches)")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--skip-sqr", action="store_true")
+    p.add_argument("--skip-text", action="store_true")
+    args = p.parse_args(argv)
+    common = ["--out", args.out] + (["--encoder-dir", args.encoder_dir] if args.encoder_dir else [])
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if not args.skip_text:
+        seconds["text"] = _run("bench_learning_text.py", ["--parallel", *common, *(["--work", args.work] if args.work else [])])
+    if not args.skip_sqr:
+        seconds["sqr"] = _run("bench_learning_sqr.py", ["--task", "world", *common])
+    seconds["total"] = time.perf_counter() - t0
+    res = summary(Path(args.out), seconds)
+    Path(args.out, "learning_proof.json").write_text(json.dumps(res, indent=1))
+    t = res.get("text")
+    if t:
+        print("\n| seed | base valid turns | SFT valid turns | SFT accuracy | GRPO-CSV accuracy | GRPO reward first -> last |")
+        print("|---|---|---|---|---|---|")
+        for s, v in t["sft"].items():
+            g = t["grpo"].get(s, {})
+            print(f"| {s} | {t['base']['valid_turn_rate']:.2f} | {v['valid_turn_rate']:.2f} | {v['accuracy']:.2f} | "
+                  f"{g.get('accuracy', float('nan')):.2f} | {g.get('reward_first', float('nan')):.3f} -> {g.get('reward_last', float('nan')):.3f} |")
+    if res.get("sqr"):
+        print("\n| seed | VCMR R@1 unrefined | refined (own reply) | refined (target reply) | chance |")
+        print("|---|---|---|---|---|")
+        for s, v in res["sqr"].items():
+            print(f"| {s} | {v['r1_unrefined']:.3f} | {v['r1_refined']:.3f} | {v['r1_refined_target_reply']:.3f} | {v['chance']:.3f} |")
+    print("\ntime: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in seconds.items()))
+    return res
+
+
+if __name__ == "__main__":
+    main()
