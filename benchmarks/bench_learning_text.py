@@ -122,7 +122,10 @@ def write_open_colour_qa(world: Path, split: str, questions: list[dict[str, Any]
 
 
 def expert_turns(q: dict[str, Any], num_frames: int) -> list[str]:
-    """The demonstration: one search for the asked object, then the answer letter."""
+    """A fixed demonstration: one search for the asked object, then the answer.
+
+    :func:`expert_trajectories` keeps the search and writes the answer turn from what it returned.
+    """
     call = {"name": "seek_video_frames", "arguments": {"query": q["target"], "num_frames": num_frames}}
     return [
         f"<think>I look for {q['target']}.</think><tool_call>{json.dumps(call)}</tool_call>",
@@ -139,10 +142,10 @@ def expert_trajectories(questions: list[dict[str, Any]], searcher: Any, tagger: 
 
     Turn 1 is :func:`expert_turns`'s search; it is replayed through the graph so the second turn can
     quote the real observation: ``<think>37.0s shows a cyan cross appears.</think><answer>cyan</answer>``
-    (the highest-scored line's top tag, then the answer: the colour word, or the option letter). A demonstration is kept only when that tag
-    names the answer's colour (rejection sampling on correctness, as TimeSearch-R built its SFT set
-    from trajectories that answer right); a wrong tag would teach the policy to answer against what
-    it reads.
+    (the highest-scored line's top tag, then the answer: the colour word, or the option letter).
+    A demonstration is kept only when that tag names the answer's colour (rejection sampling on
+    correctness, as TimeSearch-R built its SFT set from trajectories that answer right); a wrong
+    tag would teach the policy to answer against what it reads.
 
     Each kept demonstration also yields the completeness check's re-answer (TimeSearch-R's CSV:
     the question asked again over the searched frames alone, :func:`verify_messages`) with the
