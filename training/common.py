@@ -144,7 +144,8 @@ def gathered_parameters(module: Any) -> Any:
     return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
 
 
-#: The language model's projections LoRA wraps (never the vision tower's).
+#: The language model's projections LoRA wraps (the vision tower's MLP uses the same names in
+#: Qwen2.5-VL, hence the negative look-ahead on ``visual`` in :func:`lora_target_modules`).
 LORA_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 

@@ -74,10 +74,6 @@ __all__ = [
     "main",
 ]
 
-#: LoRA targets: the language model's projections only (the vision tower's MLP uses the same
-#: names in Qwen2.5-VL, hence the negative look-ahead on ``visual``).
-LORA_TARGETS = r"^(?!.*visual).*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
-
 
 @dataclass
 class SFTConfig:
@@ -377,14 +373,16 @@ def _load_policy(config: SFTConfig):
 def _memory_line(config: SFTConfig, policy: Any) -> str:
     import re
 
+    from training.common import lora_target_modules
     from training.memory import estimate_for_model
 
     trainable = None
     if config.lora_r:  # r x (in + out) for every projection the adapters wrap
+        targets = lora_target_modules(policy.model, config.lora_layers)
         trainable = sum(
             config.lora_r * (int(m.in_features) + int(m.out_features))
             for name, m in policy.model.named_modules()
-            if re.fullmatch(LORA_TARGETS, name) and hasattr(m, "in_features")
+            if re.fullmatch(targets, name) and hasattr(m, "in_features")
         )
     return estimate_for_model(policy.model, trainable=trainable)
 
@@ -398,7 +396,7 @@ def _lora_config(config: SFTConfig, model: Any):
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
-        target_modules=lora_target_modules(model, config.lora_layers) if config.lora_layers else LORA_TARGETS,
+        target_modules=lora_target_modules(model, config.lora_layers),
         task_type="CAUSAL_LM",
     )
 
