@@ -33,7 +33,7 @@ Usage::
 world-trained ``world-tiny`` encoder as the retriever (``--encoder-dir``: a local open_clip folder;
 else the registry's ``world-tiny`` when its weights are present; else one is trained here first
 with :func:`training.world_encoder.train_world_encoder`, ~3-10 CPU-min). Each seed renders its own
-world (world seed = seed: 12 train and 6 test videos of 60-80 s), paraphrases every event's
+world (world seed = seed: 24 train and 6 test videos of 60-80 s), paraphrases every event's
 caption with words that encoder's text tower never saw (``a crimson box slides rightward``),
 keeps the queries whose plain embedding ranks a wrong moment first, trains on the train-split
 videos' events and evaluates on the test-split videos' events (moments never trained on,
@@ -41,7 +41,8 @@ phrasings never trained on). Held-out R@1 over the test split's moment bank (eve
 and empty stretch of its videos: top-1 = VCMR top-1 over those proposals) with the target and the
 policy's own reply, chance, and at the end VCMR R@1 (IoU 0.5) through the tools' corpus search
 (``MomentSearcher`` over a ``CorpusIndex`` of the test videos, variable-length moments) for the
-plain and the refined queries. Writes ``sqr_world_learning.png`` / ``sqr_world_learning.json``.
+plain and the refined queries. The curve starts at step 0 (the untrained projector).
+Writes ``sqr_world_learning.png`` / ``sqr_world_learning.json``.
 
 Toy tuning vs the 8B recipe (``training/configs/sqr_qwen3vl_8b.json`` keeps the reference's
 values): ``projector_lr`` 3e-2 instead of 5e-5 (120 steps instead of epochs over 100k rows); the
@@ -335,9 +336,9 @@ def main() -> None:
     ap.add_argument(
         "--encoder-dir", default=None, help="world: a local open_clip folder trained on the world"
     )
-    ap.add_argument("--train-videos", type=int, default=12, help="world: train-split videos")
+    ap.add_argument("--train-videos", type=int, default=24, help="world: train-split videos")
     ap.add_argument("--test-videos", type=int, default=6, help="world: test-split (held-out) videos")
-    ap.add_argument("--per-event", type=int, default=4, help="world: paraphrases tried per train event")
+    ap.add_argument("--per-event", type=int, default=2, help="world: paraphrases tried per train event (more events, fewer paraphrases each: 24 x 2 beat 12 x 4)")
     ap.add_argument("--verify-frames", type=int, default=1, help="world: frames of the shown moment")
     ap.add_argument(
         "--rewrite", action="store_true", help="world: target replies end with <query>CAPTION</query>"

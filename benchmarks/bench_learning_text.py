@@ -21,8 +21,9 @@ mode (:mod:`agent_tools.observations`) and the project's trainers:
    ``GRPOTrainer`` + LoRA, ``observation="text"``: the environment of ``training.csv_env``
    returns the preview and every search as the same text lines the graph shows, and the CSV
    re-answer reads the recorded frames as text) on the train questions with TimeSearch-R's v7
-   rewards (format 1.0, accuracy 0.5, CSV 0.5; ``training.rewards``); then the same held-out
-   evaluation against the SFT start. The mean reward of every GRPO step is recorded (curve).
+   rewards (format 1.0, accuracy 0.5, CSV 0.5; ``training.rewards``), 2 prompts x 4 rollouts per
+   step and TimeSearch-R's ``dapo`` replay buffer (a step whose groups all score alike trains on a
+   stored step: :mod:`training.replay`); then the same held-out evaluation against the SFT start. The mean reward of every GRPO step is recorded (curve).
 
 SQR is not run here (``benchmarks/bench_learning_sqr.py``).
 
@@ -238,7 +239,7 @@ def grpo_phase(policy: Any, searcher: Any, tagger: Any, train_q: list[dict[str, 
                      max_turns=args.max_turns, max_new_tokens=args.max_new_tokens, preview_frames=args.preview_frames,
                      num_generations=args.grpo_generations, per_device_train_batch_size=micro,
                      gradient_accumulation_steps=rollouts // micro,  # TRL generates micro x accumulation rollouts
-                     temperature=args.grpo_temperature, beta=0.0, learning_rate=args.grpo_lr, warmup_steps=0,
+                     temperature=args.grpo_temperature, beta=args.grpo_beta, replay_buffer=args.grpo_replay, learning_rate=args.grpo_lr, warmup_steps=0,
                      lr_scheduler_type="constant", max_steps=args.grpo_steps, save_steps=10**6, seed=seed,
                      use_peft=True, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.0, lora_layers=args.lora_layers,
                      run_name=f"grpo-text-seed{seed}")
@@ -378,13 +379,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--encoder-dir", default=None, help="a local open_clip folder trained on the world")
     p.add_argument("--encoder-steps", type=int, default=None,
                    help="steps when the encoder is trained here (default: training.world_encoder's)")
-    p.add_argument("--grpo-steps", type=int, default=10, help="GRPO-CSV steps per seed (0: no GRPO phase)")
+    p.add_argument("--grpo-steps", type=int, default=8, help="GRPO-CSV steps per seed (0: no GRPO phase)")
     p.add_argument("--grpo-generations", type=int, default=4, help="rollouts per prompt (G)")
-    p.add_argument("--grpo-prompts", type=int, default=1, help="prompts per GRPO step")
-    p.add_argument("--grpo-lr", type=float, default=1e-3)
+    p.add_argument("--grpo-prompts", type=int, default=2, help="prompts per GRPO step")
+    p.add_argument("--grpo-lr", type=float, default=3e-4)
     p.add_argument("--grpo-micro-batch", type=int, default=2,
                    help="rollouts per forward/backward (memory: a 900-token episode's logits over 49k tokens are ~180 MB each)")
     p.add_argument("--grpo-temperature", type=float, default=0.8)
+    p.add_argument("--grpo-beta", type=float, default=0.0, help="KL coefficient (0: no reference model, one forward less)")
+    p.add_argument("--grpo-replay", choices=("none", "dapo", "ssr"), default="dapo",
+                   help="replay buffer for steps whose groups all score alike (TimeSearch-R: dapo)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (one process; --parallel uses 1 per seed)")
     p.add_argument("--reduced", action="store_true", help="2 held-out questions, 8 SFT and 3 GRPO steps per seed")
     p.add_argument("--work", default=None, help="work folder (world, caches); default a temporary one")

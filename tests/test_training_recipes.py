@@ -200,6 +200,8 @@ def test_timesearch_recipes_follow_the_reference_setup():
     assert grpo.gradient_accumulation_steps == 2 and grpo.beta == 0.005
     assert grpo.scale_rewards in (False, "none") and (grpo.max_turns, grpo.max_new_tokens) == (8, 256)
     assert list(grpo.reward_weights) == [1.0, 0.5, 0.5]
+    # --replay_buffer_type dapo; time_r1/train.py GRPOConfigEnv: replay_buffer_capacity 16
+    assert (grpo.replay_buffer, grpo.replay_buffer_capacity) == ("dapo", 16)
 
 
 # --- dry runs -------------------------------------------------------------------------------

@@ -30,7 +30,10 @@ holds only what TRL cannot do, each for the reason given:
 - :class:`CSVGRPOTrainer` - ``GRPOTrainer`` whose completions reach the reward functions as the
   raw text of each sampled turn (cut after its first closing tag, as the graph does), split by
   ``tool_mask``. TRL hands rewards the *parsed* message (``<think>`` and ``<tool_call>`` moved into
-  other fields), on which TimeSearch-R's format reward cannot be computed.
+  other fields), on which TimeSearch-R's format reward cannot be computed. With a
+  ``replay_buffer`` (:mod:`training.replay`, set by :func:`training.grpo.build_trainer`), a
+  generation batch whose advantages are all zero trains on a stored batch instead, as
+  TimeSearch-R's trainer does (logged as ``replay/replayed``).
 
 Text observations (``observation="text"``, for text-only policies such as SmolLM2): the
 environment returns the preview turn and each tool result as one string of text lines
@@ -532,6 +535,16 @@ def _trainer_class():
                     for ids, mask, parsed in zip(completion_ids, tool_mask, completions)
                 ]
             return tuple(out)
+
+        def _generate_and_score_completions(self, inputs: Any) -> Any:
+            batch = super()._generate_and_score_completions(inputs)
+            buffer = getattr(self, "replay_buffer", None)  # training.replay: set by training.grpo.build_trainer
+            if buffer is None or not self.model.training:
+                return batch
+            drawn = buffer.replayed
+            used = buffer.step(batch)
+            self._metrics["train"]["replay/replayed"].append(float(buffer.replayed > drawn))
+            return used
 
     return CSVGRPOTrainer
 

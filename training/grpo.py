@@ -166,6 +166,14 @@ class GRPOConfig:
         default=0, metadata={"help": "LoRA in the last N decoder layers only; the backward pass stops below them (0: all)."}
     )
     run_name: Optional[str] = field(default=None, metadata={"help": "Manifest name of the checkpoint."})
+    # --- replay (TimeSearch-R's trainer; training.replay)
+    replay_buffer: str = field(
+        default="none",
+        metadata={"help": "none | dapo | ssr: a step whose advantages are all zero trains on a stored step "
+                  "(TimeSearch-R's train.sh: dapo)."},
+    )
+    replay_buffer_capacity: int = field(default=16, metadata={"help": "Generation batches the replay buffer keeps."})
+    replay_buffer_alpha: float = field(default=1.0, metadata={"help": "ssr: priority exponent on mean |advantage|."})
 
     def __post_init__(self) -> None:
         if self.num_generations < 2:
@@ -198,6 +206,14 @@ class GRPOConfig:
             raise TrainingConfigError(f"lora_layers must be >= 0 (0: every layer), got {self.lora_layers}")
         if self.beta < 0:
             raise TrainingConfigError(f"beta must be >= 0, got {self.beta}")
+        from training.replay import REPLAY_BUFFERS
+
+        if self.replay_buffer not in REPLAY_BUFFERS:
+            raise TrainingConfigError(
+                f"replay_buffer must be one of {', '.join(REPLAY_BUFFERS)}, got {self.replay_buffer!r}"
+            )
+        if self.replay_buffer_capacity < 1:
+            raise TrainingConfigError(f"replay_buffer_capacity must be >= 1, got {self.replay_buffer_capacity}")
         if isinstance(self.scale_rewards, bool):
             self.scale_rewards = "group" if self.scale_rewards else "none"
         if self.scale_rewards not in ("group", "batch", "none"):
@@ -510,6 +526,11 @@ def build_trainer(
         callbacks=[ManifestCallback(policy, config)],
     )
     verifier.bind(trainer)
+    from training.replay import make_replay_buffer
+
+    trainer.replay_buffer = make_replay_buffer(
+        config.replay_buffer, capacity=config.replay_buffer_capacity, alpha=config.replay_buffer_alpha, seed=config.seed
+    )
     return trainer, policy
 
 

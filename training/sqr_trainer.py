@@ -433,6 +433,7 @@ def train_sqr(
         save_total_limit=config.save_total_limit,
         eval_strategy="steps" if config.eval_steps > 0 and held else "no",
         eval_steps=config.eval_steps if config.eval_steps > 0 else None,
+        eval_on_start=bool(config.eval_steps > 0 and held and not config.resume_from_checkpoint),  # the curve's step 0
         logging_steps=max(1, config.logging_steps),
         disable_tqdm=True,
         report_to=[] if config.report_to in ("none", "") else [config.report_to],
