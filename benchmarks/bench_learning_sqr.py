@@ -338,7 +338,10 @@ def main() -> None:
     )
     ap.add_argument("--train-videos", type=int, default=24, help="world: train-split videos")
     ap.add_argument("--test-videos", type=int, default=6, help="world: test-split (held-out) videos")
-    ap.add_argument("--per-event", type=int, default=2, help="world: paraphrases tried per train event (more events, fewer paraphrases each: 24 x 2 beat 12 x 4)")
+    ap.add_argument(
+        "--per-event", type=int, default=2,
+        help="world: paraphrases tried per train event (24 videos x 2 learned more than 12 x 4: benchmarks/README.md)",
+    )
     ap.add_argument("--verify-frames", type=int, default=1, help="world: frames of the shown moment")
     ap.add_argument(
         "--rewrite", action="store_true", help="world: target replies end with <query>CAPTION</query>"

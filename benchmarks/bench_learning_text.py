@@ -23,7 +23,9 @@ mode (:mod:`agent_tools.observations`) and the project's trainers:
    re-answer reads the recorded frames as text) on the train questions with TimeSearch-R's v7
    rewards (format 1.0, accuracy 0.5, CSV 0.5; ``training.rewards``), 2 prompts x 4 rollouts per
    step and TimeSearch-R's ``dapo`` replay buffer (a step whose groups all score alike trains on a
-   stored step: :mod:`training.replay`); then the same held-out evaluation against the SFT start. The mean reward of every GRPO step is recorded (curve).
+   stored step: :mod:`training.replay`); then the same held-out evaluation against the SFT start.
+   The mean reward of every GRPO step is recorded (curve). ``eval_learning_checkpoints.py`` scores
+   the saved policies on a larger held-out set (a fresh world's 39 questions).
 
 SQR is not run here (``benchmarks/bench_learning_sqr.py``).
 
@@ -239,7 +241,8 @@ def grpo_phase(policy: Any, searcher: Any, tagger: Any, train_q: list[dict[str, 
                      max_turns=args.max_turns, max_new_tokens=args.max_new_tokens, preview_frames=args.preview_frames,
                      num_generations=args.grpo_generations, per_device_train_batch_size=micro,
                      gradient_accumulation_steps=rollouts // micro,  # TRL generates micro x accumulation rollouts
-                     temperature=args.grpo_temperature, beta=args.grpo_beta, replay_buffer=args.grpo_replay, learning_rate=args.grpo_lr, warmup_steps=0,
+                     temperature=args.grpo_temperature, beta=args.grpo_beta, replay_buffer=args.grpo_replay,
+                     learning_rate=args.grpo_lr, warmup_steps=0,
                      lr_scheduler_type="constant", max_steps=args.grpo_steps, save_steps=10**6, seed=seed,
                      use_peft=True, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.0, lora_layers=args.lora_layers,
                      run_name=f"grpo-text-seed{seed}")

@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     import bench_learning_text as B
+
     from agent_tools.observations import EncoderTagger, world_vocabulary
     from agent_tools.policies.smollm2 import load_smollm2
 

@@ -20,7 +20,7 @@ Names: :class:`ReplayBuffer`, :func:`make_replay_buffer`, :data:`REPLAY_BUFFERS`
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +51,7 @@ class ReplayBuffer:
         ValueError: On an unknown kind or a capacity below 1.
     """
 
-    def __init__(self, kind: str = "dapo", *, capacity: int = 16, alpha: float = 1.0, seed: Optional[int] = None):
+    def __init__(self, kind: str = "dapo", *, capacity: int = 16, alpha: float = 1.0, seed: int | None = None):
         if kind not in ("dapo", "ssr"):
             raise ValueError(f"replay buffer kind must be dapo or ssr, got {kind!r}")
         if capacity < 1:
@@ -101,7 +101,7 @@ class ReplayBuffer:
         return batch
 
 
-def make_replay_buffer(kind: str, *, capacity: int = 16, alpha: float = 1.0, seed: Optional[int] = None) -> Optional[ReplayBuffer]:
+def make_replay_buffer(kind: str, *, capacity: int = 16, alpha: float = 1.0, seed: int | None = None) -> ReplayBuffer | None:
     """The buffer of a recipe's ``replay_buffer`` field; None for ``none``.
 
     Raises:
