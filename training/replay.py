@@ -67,7 +67,9 @@ class ReplayBuffer:
 
     def add(self, batch: dict[str, Any]) -> bool:
         """Store a batch (see the module rules). Returns whether it was stored."""
-        adv = _abs_advantages(batch)
+        return self._add(batch, _abs_advantages(batch))
+
+    def _add(self, batch: dict[str, Any], adv: np.ndarray) -> bool:
         if len(self.entries) < self.capacity:
             weight = float((adv + _EPS).mean()) if self.kind == "ssr" else 1.0
         elif bool((adv > _EPS).any()):
@@ -94,8 +96,9 @@ class ReplayBuffer:
 
     def step(self, batch: dict[str, Any]) -> dict[str, Any]:
         """The reference's rule for one scored batch: store it; if its advantages are all zero, return a stored one."""
-        self.add(batch)
-        if not bool((_abs_advantages(batch) > 0).any()):
+        adv = _abs_advantages(batch)  # one device-to-host copy per step
+        self._add(batch, adv)
+        if not bool((adv > 0).any()):
             self.replayed += 1
             return self.sample()
         return batch
