@@ -5,8 +5,9 @@ Runs, one after the other, in child processes of this interpreter:
 1. ``bench_learning_text.py --parallel``: SmolLM2-135M as a text-only search policy on the
    synthetic world; SFT raises valid turns over the base model, GRPO-CSV then trains from the SFT
    start (held-out accuracy, SFT start vs GRPO; mean reward per step);
-2. ``bench_learning_sqr.py --task world``: Soft Query Refinement with the frozen SmolLM2 over the
-   world's corpus (held-out VCMR R@1, unrefined vs refined).
+2. ``bench_learning_sqr.py --task world --steps 80``: Soft Query Refinement with the frozen
+   SmolLM2 over the world's corpus (held-out VCMR R@1, unrefined vs refined, at steps 0, 40 and 80;
+   ``--sqr-steps``).
 
 Both read the same world encoder (``--encoder-dir``; without it ``world-tiny`` from the registry,
 else each script trains one). Each script writes its JSON and PNGs under ``--out``; this one
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     p.add_argument("--skip-sqr", action="store_true")
     p.add_argument("--skip-text", action="store_true")
+    p.add_argument("--sqr-steps", type=int, default=80,
+                   help="SQR optimizer steps per seed (held-out R@1 at steps 0, 40, 80; bench_learning_sqr.py alone: 120)")
     args = p.parse_args(argv)
     common = ["--out", args.out] + (["--encoder-dir", args.encoder_dir] if args.encoder_dir else [])
     seconds: dict[str, float] = {}
@@ -81,7 +84,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not args.skip_text:
         seconds["text"] = _run("bench_learning_text.py", ["--parallel", *common, *(["--work", args.work] if args.work else [])])
     if not args.skip_sqr:
-        seconds["sqr"] = _run("bench_learning_sqr.py", ["--task", "world", *common])
+        seconds["sqr"] = _run("bench_learning_sqr.py", ["--task", "world", "--steps", str(args.sqr_steps), "--eval-every", "40",
+                                                        *common])
     seconds["total"] = time.perf_counter() - t0
     res = summary(Path(args.out), seconds)
     Path(args.out, "learning_proof.json").write_text(json.dumps(res, indent=1))

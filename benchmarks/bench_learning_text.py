@@ -5,7 +5,10 @@ mode (:mod:`agent_tools.observations`) and the project's trainers:
 
 1. a synthetic world (:mod:`agent_tools.world`): train / held-out videos with known events and
    colour questions ("What colour is the square that moves from left to right?"), asked
-   open-ended (``--answers word``: the colour word) or with the world's lettered options;
+   open-ended (``--answers word``: the colour word) or with the world's lettered options. The
+   train videos are split: the questions of the first ``--train-videos`` are SFT's, those of the
+   other ``--grpo-videos`` are GRPO-CSV's prompts (the SFT policy has not memorised them, so
+   its rollouts on them still differ: on its own demonstrations every group scored alike);
 2. a ``TemporalSearcher`` over the world-trained image-text encoder (``world-tiny``, or a local
    open_clip folder given with ``--encoder-dir``, or one trained here if neither exists); tool
    results reach the policy as text: timestamp, search score and the encoder's zero-shot tags
@@ -20,12 +23,17 @@ mode (:mod:`agent_tools.observations`) and the project's trainers:
 5. per seed, from that SFT policy: GRPO-CSV with ``training.grpo.train_grpo`` (TRL
    ``GRPOTrainer`` + LoRA, ``observation="text"``: the environment of ``training.csv_env``
    returns the preview and every search as the same text lines the graph shows, and the CSV
-   re-answer reads the recorded frames as text) on the train questions with TimeSearch-R's v7
+   re-answer reads the recorded frames as text) on the GRPO videos' questions that are answerable
+   from their search (the best line names the answer's colour, the SFT demonstrations' test;
+   TimeSearch-R likewise keeps RL samples answerable from the right frames) with TimeSearch-R's v7
    rewards (format 1.0, accuracy 0.5, CSV 0.5; ``training.rewards``), 2 prompts x 4 rollouts per
    step and TimeSearch-R's ``dapo`` replay buffer (a step whose groups all score alike trains on a
    stored step: :mod:`training.replay`); then the same held-out evaluation against the SFT start.
    The mean reward of every GRPO step is recorded (curve). ``eval_learning_checkpoints.py`` scores
    the saved policies on a larger held-out set (a fresh world's 39 questions).
+
+Every held-out evaluation runs ``--eval-batch`` episodes at a time with their turns generated as
+one batch (:func:`agent_tools.policies.run_batched`; greedy, so the same turns as one by one).
 
 SQR is not run here (``benchmarks/bench_learning_sqr.py``).
 
@@ -56,7 +64,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 __all__ = ["build_world", "evaluate", "expert_trajectories", "expert_turns", "grpo_phase", "load_questions", "main",
-           "write_open_colour_qa"]
+           "split_by_video", "write_open_colour_qa"]
 
 _LETTERS = "ABCDE"
 
@@ -70,7 +78,23 @@ def build_world(work: Path, *, n_train: int, n_test: int, seed: int = 0) -> Path
         cfg = WorldConfig(seed=seed, n_train=n_train, n_test=n_test, min_duration=60, max_duration=80,
                           needle_videos=0, events_per_minute=3.0, size=128)
         make_world(out, cfg)
+    have = json.loads((out / "world.json").read_text())["config"]
+    if (have["n_train"], have["n_test"], have["seed"]) != (n_train, n_test, seed):
+        raise SystemExit(f"{out} holds a world of {have['n_train']} train / {have['n_test']} test videos (seed "
+                         f"{have['seed']}), not {n_train} / {n_test} (seed {seed}): give another --work folder")
     return out
+
+
+def split_by_video(questions: list[dict[str, Any]], n_first: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The questions of the first ``n_first`` videos (by id) and those of the others.
+
+    SFT learns from the first videos' questions and GRPO-CSV trains on the others': prompts the
+    SFT policy has not memorised, whose rollouts still differ (TimeSearch-R's RL data is likewise
+    apart from its SFT data).
+    """
+    videos = sorted({q["video"] for q in questions})
+    first = set(videos[:n_first])
+    return [q for q in questions if q["video"] in first], [q for q in questions if q["video"] not in first]
 
 
 def load_questions(world: Path, split: str, limit: int | None = None, *, answers: str = "word") -> list[dict[str, Any]]:
@@ -188,17 +212,30 @@ def _correct(answer: str | None, q: dict[str, Any]) -> bool:
     return re.sub(r"[^a-z]", "", (answer or "").lower()) == q["answer"]
 
 
-def evaluate(policy: Any, searcher: Any, questions: list[dict[str, Any]], *, max_turns: int, preview_frames: int) -> dict[str, Any]:
-    """Run the text-mode graph on each question; valid-turn rate, accuracy, answered rate, search precision."""
-    from agent_tools.graphs import AgentRunner, build_temporal_graph
+def evaluate(policy: Any, searcher: Any, questions: list[dict[str, Any]], *, max_turns: int, preview_frames: int,
+             batch: int = 1, keep_turns: bool = False) -> dict[str, Any]:
+    """Run the text-mode graph on each question; valid-turn rate, accuracy, answered rate, search precision.
 
-    graph = build_temporal_graph(policy, searcher, max_turns=max_turns, preview_frames=preview_frames, observation="text")
-    runner = AgentRunner(graph, max_turns=max_turns)
+    ``batch > 1``: that many episodes at a time, their turns generated as one batch per round
+    (:func:`agent_tools.policies.run_batched`; greedy, so the same turns as one by one).
+    ``keep_turns``: also return every episode's turns (``all_turns``), not only two samples.
+    """
+    from agent_tools.graphs import AgentRunner, build_temporal_graph
+    from agent_tools.policies import BatchedPolicy, run_batched
+
+    t0 = time.perf_counter()
+    if batch > 1 and hasattr(policy, "generate_batch"):
+        batched = BatchedPolicy(policy)
+        graph = build_temporal_graph(batched, searcher, max_turns=max_turns, preview_frames=preview_frames, observation="text")
+        runner = AgentRunner(graph, max_turns=max_turns)
+        runs = run_batched(batched, lambda q: runner.run(q["question"], q["video"]), questions, workers=batch)
+    else:
+        graph = build_temporal_graph(policy, searcher, max_turns=max_turns, preview_frames=preview_frames, observation="text")
+        runner = AgentRunner(graph, max_turns=max_turns)
+        runs = [runner.run(q["question"], q["video"]) for q in questions]
     turns = valid = correct = answered = hits = searched = 0
     samples = []
-    t0 = time.perf_counter()
-    for q in questions:
-        r = runner.run(q["question"], q["video"])
+    for q, r in zip(questions, runs):
         turns += len(r.turns)
         valid += sum(t.action in ("tool_call", "answer") for t in r.turns)
         answered += r.status == "answered"
@@ -217,6 +254,7 @@ def evaluate(policy: Any, searcher: Any, questions: list[dict[str, Any]], *, max
         "turns": turns,
         "seconds": time.perf_counter() - t0,
         "samples": samples[:2],
+        **({"all_turns": [[t.text for t in r.turns] for r in runs]} if keep_turns else {}),
     }
 
 
@@ -364,7 +402,8 @@ def _estimate(results: dict[str, Any], full: dict[str, int], done: dict[str, int
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--train-videos", type=int, default=20)
+    p.add_argument("--train-videos", type=int, default=20, help="videos whose questions are the SFT demonstrations")
+    p.add_argument("--grpo-videos", type=int, default=12, help="further train videos whose questions are GRPO-CSV's prompts")
     p.add_argument("--test-videos", type=int, default=8)
     p.add_argument("--test-questions", type=int, default=12)
     p.add_argument("--sft-steps", type=int, default=20)
@@ -392,6 +431,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--grpo-beta", type=float, default=0.0, help="KL coefficient (0: no reference model, one forward less)")
     p.add_argument("--grpo-replay", choices=("none", "dapo", "ssr"), default="dapo",
                    help="replay buffer for steps whose groups all score alike (TimeSearch-R: dapo)")
+    p.add_argument("--eval-batch", type=int, default=6,
+                   help="held-out episodes run at a time, their turns generated as one batch (1: one by one)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (one process; --parallel uses 1 per seed)")
     p.add_argument("--reduced", action="store_true", help="2 held-out questions, 8 SFT and 3 GRPO steps per seed")
     p.add_argument("--work", default=None, help="work folder (world, caches); default a temporary one")
@@ -415,12 +456,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    world = build_world(work, n_train=args.train_videos, n_test=args.test_videos)
+    world = build_world(work, n_train=args.train_videos + args.grpo_videos, n_test=args.test_videos)
     encoder, searcher = _searcher(args, work)
     for video in sorted((world / "videos").glob("*.mp4")):  # embed every video once, before any worker starts
         searcher.embeddings(str(video))
     tagger = EncoderTagger(searcher, world_vocabulary(), top_k=args.tags)
-    train_q = load_questions(world, "train", answers=args.answers)
+    sft_q, grpo_q = split_by_video(load_questions(world, "train", answers=args.answers), args.train_videos)
+    if args.grpo_steps > 0 and not grpo_q:
+        raise SystemExit("--grpo-videos 0 leaves GRPO-CSV no prompts")
     test_q = load_questions(world, "test", args.test_questions, answers=args.answers)
     if args.answers == "word" and args.only_seed is None:  # the held-out questions for `videoseek eval --format open_qa`
         write_open_colour_qa(world, "test", test_q)
@@ -429,18 +472,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # what one frame can show (shape or digit + colour; the action needs several frames)
     tag_attr = tag_accuracy(tagger, world, world_vocabulary(), top_k=args.tags)["top1_attributes"]
-    with open(work / "grpo_text_train.jsonl", "w") as fh:  # the prompts of training/configs/grpo_smollm2_text.json
-        for q in train_q:
-            fh.write(json.dumps({"question": q["question"], "video": q["video"], "answer": q["answer"],
-                                 "problem_type": q["problem_type"]}) + "\n")
     model_dir = smollm2_dir()
     setup = time.perf_counter() - t0
-    print(f"[bench] world {world}: {len(train_q)} train / {len(test_q)} held-out questions; encoder {encoder}; "
+    print(f"[bench] world {world}: {len(sft_q)} SFT / {len(grpo_q)} GRPO / {len(test_q)} held-out questions; encoder {encoder}; "
           f"top-1 tag accuracy on held-out events {tag_acc:.2f} (exact caption), {tag_attr:.2f} (shape/digit + colour); "
           f"setup {setup:.0f} s", flush=True)
 
     pol_kw = {"tagger": tagger, "max_new_tokens": args.max_new_tokens}
-    ev_kw = {"max_turns": args.max_turns, "preview_frames": args.preview_frames}
+    ev_kw = {"max_turns": args.max_turns, "preview_frames": args.preview_frames, "batch": args.eval_batch}
     workers = []
     if args.parallel and args.only_seed is None:  # one process per seed (same work folder: world and embeddings are reused)
         import subprocess
@@ -459,10 +498,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         base = evaluate(load_smollm2(**pol_kw), searcher, test_q, **ev_kw)
         print(f"[bench] base  valid-turn rate {base['valid_turn_rate']:.2f}  accuracy {base['accuracy']:.2f}  "
               f"answered {base['answered']:.2f}  search precision {base['search_precision']:.2f}  ({base['seconds']:.0f} s)", flush=True)
-    trajs, re_answers, dropped = expert_trajectories(train_q, searcher, tagger, num_frames=args.num_frames,
+    trajs, re_answers, dropped = expert_trajectories(sft_q, searcher, tagger, num_frames=args.num_frames,
                                          max_turns=args.max_turns, preview_frames=args.preview_frames)
     print(f"[bench] {len(trajs)} demonstrations + {len(re_answers)} re-answers ({dropped} train questions dropped: the best frame's tag is not the answer's colour)",
           flush=True)
+    # GRPO's prompts pass the same test (TimeSearch-R keeps RL samples answerable from the right frames): where the
+    # best line names another colour the reward would teach quoting a lower line, which held-out questions punish
+    answerable = {(t.question, t.video) for t in expert_trajectories(grpo_q, searcher, tagger, num_frames=args.num_frames,
+                                                                      max_turns=args.max_turns, preview_frames=args.preview_frames)[0]}
+    n_grpo = len(grpo_q)
+    grpo_q = [q for q in grpo_q if (q["question"], q["video"]) in answerable]
+    print(f"[bench] GRPO-CSV prompts: {len(grpo_q)} of the {n_grpo} questions of the {args.grpo_videos} GRPO videos "
+          "(kept: the searched best frame's tag names the answer's colour)", flush=True)
+    with open(work / "grpo_text_train.jsonl", "w") as fh:  # the prompts of training/configs/grpo_smollm2_text.json
+        fh.writelines(json.dumps({"question": q["question"], "video": q["video"], "answer": q["answer"],
+                                  "problem_type": q["problem_type"]}) + "\n" for q in grpo_q)
+    if args.grpo_steps > 0 and not grpo_q:
+        raise SystemExit("no GRPO-CSV prompt is answerable from its search: give more --grpo-videos")
     results: dict[str, Any] = {"config": vars(args), "encoder": encoder, "tag_accuracy": tag_acc, "tag_accuracy_attributes": tag_attr, "base": base, "sft": {},
                                "timing": {"setup_seconds": setup, "eval_seconds": base["seconds"], "eval_episodes": len(test_q),
                                           "sft_seconds": 0.0, "sft_steps": 0, "grpo_seconds": 0.0, "grpo_steps": 0}}
@@ -503,7 +555,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"valid-turn rate {base['valid_turn_rate']:.2f} -> {ev['valid_turn_rate']:.2f}, accuracy {base['accuracy']:.2f} -> "
               f"{ev['accuracy']:.2f}, search precision {base['search_precision']:.2f} -> {ev['search_precision']:.2f}", flush=True)
         if args.grpo_steps > 0:
-            g = grpo_phase(policy, searcher, tagger, train_q, seed=seed, encoder=encoder, out_dir=work / f"grpo-seed{seed}", args=args)
+            g = grpo_phase(policy, searcher, tagger, grpo_q, seed=seed, encoder=encoder, out_dir=work / f"grpo-seed{seed}", args=args)
             policy.model.eval()
             g["eval"] = evaluate(policy, searcher, test_q, **ev_kw)
             results["sft"][str(seed)]["grpo"] = g
@@ -522,7 +574,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             path.write_text(json.dumps(results["sft"][str(seed)], default=str))
             return results
     results["timing"]["total_seconds"] = time.perf_counter() - t0
-    results["timing"]["full_run_estimate_seconds"] = _estimate(results, full, {})
+    if args.reduced:  # extrapolated from per-step and per-episode process seconds, seeds one after another
+        results["timing"]["full_run_estimate_seconds"] = _estimate(results, full, {})
     (out / "learning_text.json").write_text(json.dumps(results, indent=1, default=str))
     paths = _plots(results, out)
     runs = results["sft"].values()
@@ -552,9 +605,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"mean GRPO-CSV held-out accuracy {g_acc:.2f} vs SFT start {s_acc:.2f} (ratio {ratio}); "
               f"mean reward first step {first:.3f} -> last step {last:.3f}")
     t = results["timing"]
-    print(f"time: total {t['total_seconds']:.0f} s (setup {t['setup_seconds']:.0f}, SFT {t['sft_seconds']:.0f} s over {t['sft_steps']} steps, "
-          f"GRPO {t['grpo_seconds']:.0f} s over {t['grpo_steps']} steps, eval {t['eval_seconds']:.0f} s over {t['eval_episodes']} episodes); full-run estimate on this machine's "
-          f"current speed {t['full_run_estimate_seconds'] / 60:.1f} min")
+    est = (f"; full run, seeds one after another, at this speed: {t['full_run_estimate_seconds'] / 60:.1f} min"
+           if "full_run_estimate_seconds" in t else "")
+    print(f"time: wall {t['total_seconds']:.0f} s (setup {t['setup_seconds']:.0f} s; process seconds, seeds summed: SFT "
+          f"{t['sft_seconds']:.0f} over {t['sft_steps']} steps, GRPO {t['grpo_seconds']:.0f} over {t['grpo_steps']} steps, "
+          f"eval {t['eval_seconds']:.0f} over {t['eval_episodes']} episodes){est}")
     print("plots: " + ", ".join(str(p) for p in paths))
     return results
 

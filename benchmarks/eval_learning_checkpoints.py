@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--max-turns", type=int, default=2)
     p.add_argument("--preview-frames", type=int, default=2)
     p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--eval-batch", type=int, default=6, help="episodes at a time, their turns generated as one batch")
     p.add_argument("--work", default=None, help="world and embedding cache (default: a temporary folder)")
     p.add_argument("--out", default=None, help="JSON file for the figures")
     args = p.parse_args(argv)
@@ -66,7 +67,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for label, path in pairs:
         policy = load_smollm2(path=path, tagger=tagger, max_new_tokens=args.max_new_tokens)
         policy.model.eval()
-        ev = B.evaluate(policy, searcher, questions, max_turns=args.max_turns, preview_frames=args.preview_frames)
+        ev = B.evaluate(policy, searcher, questions, max_turns=args.max_turns, preview_frames=args.preview_frames,
+                        batch=args.eval_batch)
         ev["path"] = path
         results["checkpoints"][label] = ev
         print(f"{label}: accuracy {ev['accuracy']:.3f} ({round(ev['accuracy'] * len(questions))}/{len(questions)}), "

@@ -8,6 +8,8 @@
   timeouts, retries with backoff).
 - :class:`LangChainPolicy` - any LangChain chat model, text protocol or native tool calling.
 - :class:`ScriptedPolicy` - replays a script (tests, examples).
+- :class:`BatchedPolicy`, :func:`run_batched` - concurrent episodes whose turns are generated
+  as one batch per round (``agent_tools.policies.batching``).
 - :func:`load_policy`, :class:`PolicyManifest`, :func:`write_manifest`, :func:`read_manifest` -
   checkpoints (``save_pretrained`` directory + ``videoseek_policy.json`` + ``README.md`` model
   card), Hugging Face hub ids and URLs.
@@ -43,6 +45,7 @@ from agent_tools.policies.base import (
     text_block,
     to_chat_messages,
 )
+from agent_tools.policies.batching import BatchedPolicy, run_batched
 from agent_tools.policies.manifest import (
     MANIFEST_NAME,
     PolicyLoadError,
@@ -69,6 +72,8 @@ __all__ = [
     "read_manifest",
     "write_manifest",
     "ScriptedPolicy",
+    "BatchedPolicy",
+    "run_batched",
     "TransformersPolicy",
     "OpenAIPolicy",
     "LangChainPolicy",

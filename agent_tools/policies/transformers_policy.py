@@ -5,8 +5,8 @@ another ``AutoModelForImageTextToText`` whose processor accepts ``text=`` and ``
 Frames reach the model as image blocks in the chat template, each preceded by its
 timestamp text; pixels exist only inside :meth:`TransformersPolicy._generate`.
 
-Names: :class:`TransformersPolicy` (``from_pretrained(path)``, ``generate``, ``save_pretrained``,
-``push_to_hub``),
+Names: :class:`TransformersPolicy` (``from_pretrained(path)``, ``generate``, ``generate_batch``,
+``save_pretrained``, ``push_to_hub``),
 :data:`STOP_STRINGS`, :func:`resolve_device`, and two helpers shared with the trainer and
 :mod:`~agent_tools.policies.soft_refine`: :func:`split_images` (chat-template messages + the
 images, in order) and :func:`append_token_ids` (extend one sequence's model inputs by token ids).
@@ -255,24 +255,92 @@ class TransformersPolicy(Policy):
         inputs = self.processor(text=[text], images=images or None, return_tensors="pt")
         return inputs.to(self.model.device)
 
-    def _generate(self, messages: list[ChatMessage], max_new_tokens: int) -> Generation:
-        import torch
-
-        inputs = self.build_inputs(messages)
+    def _generate_kwargs(self, max_new_tokens: int) -> dict[str, Any]:
         kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=self.do_sample)
         if self.do_sample:
             kwargs.update(temperature=self.temperature, top_p=self.top_p)
         if self.stop_strings:
             kwargs.update(stop_strings=list(self.stop_strings), tokenizer=self.tokenizer)
         kwargs.update(self.generation_kwargs)
+        return kwargs
+
+    def generate_batch(self, conversations: Sequence[list[ChatMessage]], max_new_tokens: int) -> list[Generation]:
+        """One ``generate`` call for several prepared conversations (left-padded); one :class:`Generation` each.
+
+        Greedy decoding gives each row the turn :meth:`_generate` gives it alone, up to float
+        rounding in the padded attention. :class:`~agent_tools.policies.batching.BatchedPolicy`
+        feeds it the turns of concurrent episodes.
+
+        Args:
+            conversations: Conversations as :meth:`Policy.prepare` returns them.
+            max_new_tokens: Token budget of every row.
+
+        Returns:
+            The generations, in the order of ``conversations``.
+
+        Raises:
+            InvalidArgumentError: On an empty batch.
+        """
+        import torch
+
+        if not conversations:
+            raise InvalidArgumentError("generate_batch needs at least one conversation")
+        if len(conversations) == 1:
+            return [self._generate(list(conversations[0]), max_new_tokens)]
+        texts, images = [], []
+        for messages in conversations:
+            templated, imgs = split_images(messages)
+            texts.append(self.processor.apply_chat_template(templated, tokenize=False, add_generation_prompt=True))
+            images.extend(imgs)
+        side = self.tokenizer.padding_side
+        self.tokenizer.padding_side = "left"  # generation continues every row from its last token
+        try:
+            if self.text_only:
+                inputs = self.processor(text=texts, add_special_tokens=False, padding=True, return_tensors="pt")
+            else:
+                inputs = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt")
+        finally:
+            self.tokenizer.padding_side = side
+        inputs = inputs.to(self.model.device)
+        kwargs = self._generate_kwargs(max_new_tokens)
+        if self.tokenizer.pad_token_id is not None:
+            kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, **kwargs)
+        seconds = time.perf_counter() - t0
+        width = int(inputs["input_ids"].shape[1])
+        prompt_lens = inputs["attention_mask"].sum(dim=1).tolist()
+        eos_ids = self._eos_ids() | ({kwargs["pad_token_id"]} if "pad_token_id" in kwargs else set())
+        gens = []
+        for row, n_prompt in zip(out[:, width:].tolist(), prompt_lens):
+            # a finished row is padded to the batch's length: keep up to its first end token
+            cut = next((i for i, t in enumerate(row) if t in eos_ids), None)
+            ids = row if cut is None else row[: cut + 1]
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            if cut is not None and self.stop_strings and text.rstrip().endswith(tuple(self.stop_strings)):
+                ids = ids[:-1]  # ended by a stop string: the end token is padding, not generated
+            finish = "stop" if (ids and ids[-1] in eos_ids) or len(ids) < max_new_tokens else "length"
+            gens.append(Generation(text=text, completion_ids=ids, prompt_tokens=int(n_prompt),
+                                   completion_tokens=len(ids), finish_reason=finish, seconds=seconds))
+        return gens
+
+    def _eos_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        return set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
+
+    def _generate(self, messages: list[ChatMessage], max_new_tokens: int) -> Generation:
+        import torch
+
+        inputs = self.build_inputs(messages)
+        kwargs = self._generate_kwargs(max_new_tokens)
         t0 = time.perf_counter()
         with torch.inference_mode():
             out = self.model.generate(**inputs, **kwargs)
         seconds = time.perf_counter() - t0
         n_prompt = int(inputs["input_ids"].shape[1])
         ids = out[0, n_prompt:].tolist()
-        eos = self.model.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
+        eos_ids = self._eos_ids()
         finish = "stop" if (ids and ids[-1] in eos_ids) or len(ids) < max_new_tokens else "length"
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
         return Generation(
