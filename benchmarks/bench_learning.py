@@ -10,9 +10,9 @@ Runs, one after the other, in child processes of this interpreter:
    ``--sqr-steps``).
 
 Both read the same world encoder (``--encoder-dir``; without it ``world-tiny`` from the registry,
-else each script trains one). Each script writes its JSON and PNGs under ``--out``; this one
-prints their headline figures side by side with the wall time of each phase and writes
-``learning_proof.json``.
+else each script trains one). The text script writes its JSON and PNGs under ``--out``, the SQR
+phase's land there as ``learning_proof_sqr_world.{json,png}``; this one prints their headline
+figures side by side with the wall time of each phase and writes ``learning_proof.json``.
 
 Usage::
 
@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -59,7 +61,7 @@ def summary(out: Path, seconds: dict[str, float]) -> dict[str, Any]:
             "grpo": {s: {"accuracy": v["grpo"]["eval"]["accuracy"], "reward_first": v["grpo"]["rewards"][0],
                          "reward_last": v["grpo"]["rewards"][-1]} for s, v in seeds.items() if v.get("grpo")},
         }
-    sqr = out / "sqr_world_learning.json"
+    sqr = out / "learning_proof_sqr_world.json"
     if sqr.is_file():
         rows = json.loads(sqr.read_text())
         rows = rows.get("seeds", rows) if isinstance(rows, dict) else rows
@@ -78,14 +80,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--sqr-steps", type=int, default=80,
                    help="SQR optimizer steps per seed (held-out R@1 at steps 0, 40, 80; bench_learning_sqr.py alone: 120)")
     args = p.parse_args(argv)
-    common = ["--out", args.out] + (["--encoder-dir", args.encoder_dir] if args.encoder_dir else [])
+    encoder = ["--encoder-dir", args.encoder_dir] if args.encoder_dir else []
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     if not args.skip_text:
-        seconds["text"] = _run("bench_learning_text.py", ["--parallel", *common, *(["--work", args.work] if args.work else [])])
+        seconds["text"] = _run("bench_learning_text.py", ["--parallel", "--out", args.out, *encoder,
+                                                          *(["--work", args.work] if args.work else [])])
     if not args.skip_sqr:
+        # its own folder first: the standalone SQR run's sqr_world_learning.* (120 steps) stay as they are
+        sqr_out = Path(tempfile.mkdtemp(prefix="bench-learning-sqr-"))
         seconds["sqr"] = _run("bench_learning_sqr.py", ["--task", "world", "--steps", str(args.sqr_steps), "--eval-every", "40",
-                                                        *common])
+                                                        "--out", str(sqr_out), *encoder])
+        for ext in ("json", "png"):
+            shutil.move(sqr_out / f"sqr_world_learning.{ext}", Path(args.out) / f"learning_proof_sqr_world.{ext}")
     seconds["total"] = time.perf_counter() - t0
     res = summary(Path(args.out), seconds)
     Path(args.out, "learning_proof.json").write_text(json.dumps(res, indent=1))
