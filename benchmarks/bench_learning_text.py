@@ -6,9 +6,10 @@ mode (:mod:`agent_tools.observations`) and the project's trainers:
 1. a synthetic world (:mod:`agent_tools.world`): train / held-out videos with known events and
    colour questions ("What colour is the square that moves from left to right?"), asked
    open-ended (``--answers word``: the colour word) or with the world's lettered options. The
-   train videos are split: the questions of the first ``--train-videos`` are SFT's, those of the
-   other ``--grpo-videos`` are GRPO-CSV's prompts (the SFT policy has not memorised them, so
-   its rollouts on them still differ: on its own demonstrations every group scored alike);
+   train split (``--train-videos`` + ``--grpo-videos`` videos) is split by video: the questions of
+   the first ``--train-videos`` videos that have one are SFT's, the rest are GRPO-CSV's prompts
+   (the SFT policy has not memorised them, so its rollouts on them still differ: on its own
+   demonstrations every group scored alike);
 2. a ``TemporalSearcher`` over the world-trained image-text encoder (``world-tiny``, or a local
    open_clip folder given with ``--encoder-dir``, or one trained here if neither exists); tool
    results reach the policy as text: timestamp, search score and the encoder's zero-shot tags
@@ -86,7 +87,7 @@ def build_world(work: Path, *, n_train: int, n_test: int, seed: int = 0) -> Path
 
 
 def split_by_video(questions: list[dict[str, Any]], n_first: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The questions of the first ``n_first`` videos (by id) and those of the others.
+    """The questions of the first ``n_first`` videos that have questions (by path), and the others'.
 
     SFT learns from the first videos' questions and GRPO-CSV trains on the others': prompts the
     SFT policy has not memorised, whose rollouts still differ (TimeSearch-R's RL data is likewise
@@ -402,8 +403,10 @@ def _estimate(results: dict[str, Any], full: dict[str, int], done: dict[str, int
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--train-videos", type=int, default=20, help="videos whose questions are the SFT demonstrations")
-    p.add_argument("--grpo-videos", type=int, default=12, help="further train videos whose questions are GRPO-CSV's prompts")
+    p.add_argument("--train-videos", type=int, default=20,
+                   help="SFT's demonstrations are the questions of the first N train videos that have a colour question")
+    p.add_argument("--grpo-videos", type=int, default=12,
+                   help="further train videos rendered; the questions after SFT's are GRPO-CSV's prompts")
     p.add_argument("--test-videos", type=int, default=8)
     p.add_argument("--test-questions", type=int, default=12)
     p.add_argument("--sft-steps", type=int, default=20)
@@ -506,9 +509,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # best line names another colour the reward would teach quoting a lower line, which held-out questions punish
     answerable = {(t.question, t.video) for t in expert_trajectories(grpo_q, searcher, tagger, num_frames=args.num_frames,
                                                                       max_turns=args.max_turns, preview_frames=args.preview_frames)[0]}
-    n_grpo = len(grpo_q)
+    grpo_q_all, n_grpo = grpo_q, len(grpo_q)
     grpo_q = [q for q in grpo_q if (q["question"], q["video"]) in answerable]
-    print(f"[bench] GRPO-CSV prompts: {len(grpo_q)} of the {n_grpo} questions of the {args.grpo_videos} GRPO videos "
+    print(f"[bench] GRPO-CSV prompts: {len(grpo_q)} of the {n_grpo} questions of the other "
+          f"{len({q['video'] for q in grpo_q_all})} videos "
           "(kept: the searched best frame's tag names the answer's colour)", flush=True)
     with open(work / "grpo_text_train.jsonl", "w") as fh:  # the prompts of training/configs/grpo_smollm2_text.json
         fh.writelines(json.dumps({"question": q["question"], "video": q["video"], "answer": q["answer"],
