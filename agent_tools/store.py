@@ -58,6 +58,13 @@ ProgressFn = Callable[[int, int], None]
 _FP_MEMO: dict[tuple, str] = {}
 _FP_LOCK = threading.Lock()
 
+# numpy parses a .npy header with ast.literal_eval, and on CPython 3.11 two threads doing that at
+# once can raise a spurious ``SystemError: AST constructor recursion depth mismatch``
+# (python/cpython#106905). The store is read from many threads (the MCP server's workers, the
+# batched evaluation's episodes), and a read that fails looks like a damaged entry that then gets
+# recomputed, so headers are parsed one at a time.
+_NPY_LOCK = threading.Lock()
+
 
 def fingerprint_file(path: str | os.PathLike) -> str:
     """Content fingerprint of a file: BLAKE2b over its size and 16 evenly spread 64 KiB chunks.
@@ -246,8 +253,9 @@ class FrameEmbeddingStore:
             for p in (emb_path, ts_path):
                 if _file_digest(p) != sums.get(p.name.split("@", 1)[-1]):
                     raise ValueError(f"checksum mismatch in {p.name}")
-            emb = np.load(emb_path, mmap_mode="r")
-            ts = np.load(ts_path)
+            with _NPY_LOCK:
+                emb = np.load(emb_path, mmap_mode="r")
+                ts = np.load(ts_path)
             if emb.shape != (meta["count"], meta["dim"]) or ts.shape != (meta["count"],):
                 raise ValueError("entry does not match its sidecar")
             if not (np.all(np.isfinite(ts)) and np.all(np.diff(ts) > 0) and np.all(np.isfinite(emb))):

@@ -215,3 +215,42 @@ def test_entry_lock_is_filelock(tmp_path, clip20, tiny_encoder, monkeypatch):
     import agent_tools.corpus.builder as builder
 
     assert "fcntl" not in store_mod.__dict__ and "fcntl" not in builder.__dict__
+
+
+def test_threads_reading_an_entry_parse_npy_headers_one_at_a_time(tmp_path, clip20, tiny_encoder, monkeypatch):
+    # CPython 3.11's ast.literal_eval (numpy's .npy header parser) can fail spuriously when two threads
+    # run it at once (python/cpython#106905); the failed read then looked like a damaged entry
+    import threading
+    import time as time_mod
+
+    FrameEmbeddingStore(tmp_path, tiny_encoder).get(clip20)
+    real_load, inside, most = np.load, [0], [0]
+    guard = threading.Lock()
+
+    def counting_load(*a, **k):
+        with guard:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time_mod.sleep(0.01)
+        try:
+            return real_load(*a, **k)
+        finally:
+            with guard:
+                inside[0] -= 1
+
+    monkeypatch.setattr(store_mod.np, "load", counting_load)
+    monkeypatch.setattr(tiny_encoder, "encode_images", lambda *a, **k: pytest.fail("an entry was recomputed"))
+    stores = [FrameEmbeddingStore(tmp_path, tiny_encoder) for _ in range(8)]  # no shared memory cache
+    got, barrier = [], threading.Barrier(len(stores))
+
+    def read(st):
+        barrier.wait()
+        got.append(len(st.get(clip20)))
+
+    threads = [threading.Thread(target=read, args=(st,)) for st in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == [40] * 8
+    assert most[0] == 1
