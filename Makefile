@@ -38,7 +38,7 @@ bench: env
 	$(PY) benchmarks/bench_corpus.py
 
 bench-learning: env
-	$(PY) benchmarks/bench_learning.py $(if $(ENCODER_DIR),--encoder-dir $(ENCODER_DIR))
+	$(PY) benchmarks/bench_learning.py $(if $(ENCODER_DIR),--encoder-dir $(ENCODER_DIR)) $(if $(SAMPLED),--sampled-eval $(SAMPLED))
 
 clean:
 	rm -rf $(VENV) $(LOWEST) demo_out bench_out .pytest_cache

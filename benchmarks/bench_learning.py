@@ -8,6 +8,11 @@ Runs, one after the other, in child processes of this interpreter:
 2. ``bench_learning_sqr.py --task world --steps 80``: Soft Query Refinement with the frozen
    SmolLM2 over the world's corpus (held-out VCMR R@1, unrefined vs refined, at steps 0, 40 and 80;
    ``--sqr-steps``).
+3. only with ``--sampled-eval K``: ``eval_learning_checkpoints.py --samples K --temperature 0.8``
+   on the SFT and GRPO-CSV checkpoints of step 1 (one process per seed): the same held-out
+   questions, each asked K times with sampled turns at GRPO's rollout temperature, so the accuracy
+   is the expected reward GRPO optimises rather than one greedy answer per question. It writes
+   ``learning_proof_sampled.json``; with K = 4 it adds about 19 minutes to the 42.5.
 
 Both read the same world encoder (``--encoder-dir``; without it ``world-tiny`` from the registry,
 else each script trains one). The text script writes its JSON and PNGs under ``--out``, the SQR
@@ -18,6 +23,7 @@ Usage::
 
     python benchmarks/bench_learning.py --encoder-dir /path/to/world-encoder   # or: make bench-learning
     python benchmarks/bench_learning.py --skip-sqr                             # the text phases only
+    python benchmarks/bench_learning.py --encoder-dir DIR --work WORK --sampled-eval 4   # + the sampled held-out eval
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
-__all__ = ["main", "summary"]
+__all__ = ["main", "sampled_eval", "summary"]
 
 
 def _run(script: str, argv: list[str]) -> float:
@@ -61,6 +67,15 @@ def summary(out: Path, seconds: dict[str, float]) -> dict[str, Any]:
             "grpo": {s: {"accuracy": v["grpo"]["eval"]["accuracy"], "reward_first": v["grpo"]["rewards"][0],
                          "reward_last": v["grpo"]["rewards"][-1]} for s, v in seeds.items() if v.get("grpo")},
         }
+    sampled = out / "learning_proof_sampled.json"
+    if sampled.is_file() and "text" in res:
+        r = json.loads(sampled.read_text())
+        cps = r["checkpoints"]
+        res["text"]["sampled"] = {
+            "samples": r["samples"], "temperature": r["temperature"],
+            **{s: {"sft": cps[f"sft{s}"]["accuracy"], "grpo": cps[f"grpo{s}"]["accuracy"]}
+               for s in res["text"]["sft"] if f"sft{s}" in cps and f"grpo{s}" in cps},
+        }
     sqr = out / "learning_proof_sqr_world.json"
     if sqr.is_file():
         rows = json.loads(sqr.read_text())
@@ -68,6 +83,42 @@ def summary(out: Path, seconds: dict[str, float]) -> dict[str, Any]:
         res["sqr"] = {str(r.get("seed")): {k: r.get(k) for k in ("r1_unrefined", "r1_refined", "r1_refined_target_reply", "chance")}
                       for r in rows}
     return res
+
+
+def sampled_eval(work: Path, out: Path, samples: int, encoder: list[str]) -> float:
+    """Sampled held-out accuracy of each seed's SFT and GRPO-CSV checkpoints; ``out/learning_proof_sampled.json``.
+
+    One ``eval_learning_checkpoints.py`` process per seed (one thread each), on the text phase's
+    world and held-out questions, at the GRPO rollout temperature of its config. The sampling seed
+    is reset before every checkpoint, so a checkpoint's figure does not depend on the process it
+    ran in. Returns the wall seconds.
+    """
+    config = json.loads((out / "learning_text.json").read_text())["config"]
+    seeds = [s for s in config["seeds"] if (work / f"grpo-seed{s}").is_dir()]
+    if not seeds:
+        raise SystemExit(f"--sampled-eval: no grpo-seed* checkpoints under {work}")
+    t0 = time.perf_counter()
+    procs = []
+    for s in seeds:
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "eval_learning_checkpoints.py"), *encoder, "--work", str(work),
+               "--world", str(work / "world"), "--test-questions", str(config["test_questions"]),
+               "--samples", str(samples), "--temperature", str(config["grpo_temperature"]), "--eval-batch", "12",
+               "--max-turns", str(config["max_turns"]), "--preview-frames", str(config["preview_frames"]),
+               "--max-new-tokens", str(config["max_new_tokens"]),
+               f"sft{s}={work / f'sft-seed{s}'}", f"grpo{s}={work / f'grpo-seed{s}'}", "--out", str(work / f"sampled-seed{s}.json")]
+        print(f"[proof] {' '.join(cmd)}", flush=True)
+        log = open(work / f"sampled-seed{s}.log", "w")  # noqa: SIM115 - closed after the child exits
+        procs.append((s, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+    merged: dict[str, Any] = {}
+    for s, proc, log in procs:
+        rc = proc.wait()
+        log.close()
+        if rc != 0:
+            raise SystemExit(f"sampled eval of seed {s} failed (rc {rc}); see {work / f'sampled-seed{s}.log'}")
+        part = json.loads((work / f"sampled-seed{s}.json").read_text())
+        merged = {**part, "checkpoints": {**merged.get("checkpoints", {}), **part["checkpoints"]}}
+    (out / "learning_proof_sampled.json").write_text(json.dumps(merged, indent=1, default=str))
+    return time.perf_counter() - t0
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -79,13 +130,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--skip-text", action="store_true")
     p.add_argument("--sqr-steps", type=int, default=80,
                    help="SQR optimizer steps per seed (held-out R@1 at steps 0, 40, 80; bench_learning_sqr.py alone: 120)")
+    p.add_argument("--sampled-eval", type=int, default=0, metavar="K",
+                   help="after the text phase, ask each held-out question K times with sampled turns (SFT and "
+                        "GRPO-CSV checkpoints; about 19 min for K=4); 0: off")
     args = p.parse_args(argv)
+    if args.sampled_eval < 0:
+        p.error("--sampled-eval must be 0 (off) or a number of samples per question")
+    if args.sampled_eval and args.skip_text and not args.work:
+        p.error("--sampled-eval with --skip-text needs --work: the folder holding the text phase's checkpoints")
+    if args.sampled_eval and not args.work:
+        args.work = tempfile.mkdtemp(prefix="bench-learning-text-")  # the checkpoints must outlive the text phase
     encoder = ["--encoder-dir", args.encoder_dir] if args.encoder_dir else []
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     if not args.skip_text:
         seconds["text"] = _run("bench_learning_text.py", ["--parallel", "--out", args.out, *encoder,
                                                           *(["--work", args.work] if args.work else [])])
+    if args.sampled_eval:
+        seconds["sampled_eval"] = sampled_eval(Path(args.work), Path(args.out), args.sampled_eval, encoder)
     if not args.skip_sqr:
         # its own folder first: the standalone SQR run's sqr_world_learning.* (120 steps) stay as they are
         sqr_out = Path(tempfile.mkdtemp(prefix="bench-learning-sqr-"))
@@ -104,6 +166,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             g = t["grpo"].get(s, {})
             print(f"| {s} | {t['base']['valid_turn_rate']:.2f} | {v['valid_turn_rate']:.2f} | {v['accuracy']:.2f} | "
                   f"{g.get('accuracy', float('nan')):.2f} | {g.get('reward_first', float('nan')):.3f} -> {g.get('reward_last', float('nan')):.3f} |")
+        if t.get("sampled"):
+            sm = t["sampled"]
+            print(f"\nheld-out accuracy over {sm['samples']} sampled episodes per question (T={sm['temperature']}):")
+            print("| seed | SFT | GRPO-CSV |\n|---|---|---|")
+            for s, v in sm.items():
+                if isinstance(v, dict):
+                    print(f"| {s} | {v['sft']:.2f} | {v['grpo']:.2f} |")
     if res.get("sqr"):
         print("\n| seed | VCMR R@1 unrefined | refined (own reply) | refined (target reply) | chance |")
         print("|---|---|---|---|---|")

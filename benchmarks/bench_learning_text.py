@@ -101,6 +101,10 @@ def split_by_video(questions: list[dict[str, Any]], n_first: int) -> tuple[list[
 def load_questions(world: Path, split: str, limit: int | None = None, *, answers: str = "word") -> list[dict[str, Any]]:
     """The split's colour questions: question, video path, answer, problem type, event window, search target.
 
+    ``shape_shared`` marks a question whose video holds another event of the asked shape: one
+    frame's tag then shows a shape of the right kind that may be the other event's (only the
+    action, which one frame cannot show, tells them apart).
+
     ``answers="letter"``: the multiple-choice item as written (lettered options, the answer is the
     letter; TimeSearch-R's ``multiple_choice``). ``answers="word"``: the same question asked
     open-ended, the answer is the colour word (``open_ended``, scored by normalised exact match,
@@ -108,7 +112,9 @@ def load_questions(world: Path, split: str, limit: int | None = None, *, answers
     """
     from agent_tools.world import load_manifest
 
-    events = {e.event_id: e for v in load_manifest(world)["videos"] for e in v["events"]}
+    videos = load_manifest(world)["videos"]
+    events = {e.event_id: e for v in videos for e in v["events"]}
+    shapes_in = {e.event_id: [o.shape for o in v["events"]] for v in videos for e in v["events"]}
     items = json.loads((world / split / "longvideobench.json").read_text())
     out = []
     for it in items:
@@ -126,6 +132,9 @@ def load_questions(world: Path, split: str, limit: int | None = None, *, answers
             "problem_type": ptype,
             "window": [ev.start, ev.end],
             "target": f"a {ev.shape} that {ev.action}",
+            # another event of the asked shape in the video: only the action (motion, over several
+            # frames) tells them apart, and one frame's tag cannot show it
+            "shape_shared": shapes_in[ev.event_id].count(ev.shape) > 1,
         })
     return out[:limit] if limit else out
 
@@ -217,6 +226,9 @@ def evaluate(policy: Any, searcher: Any, questions: list[dict[str, Any]], *, max
              batch: int = 1, keep_turns: bool = False) -> dict[str, Any]:
     """Run the text-mode graph on each question; valid-turn rate, accuracy, answered rate, search precision.
 
+    Also each question's correctness (``correct``) and the accuracy split by ``shape_shared``
+    (``accuracy_shape_unique`` / ``accuracy_shape_shared``; ``None`` where a side has no question).
+
     ``batch > 1``: that many episodes at a time, their turns generated as one batch per round
     (:func:`agent_tools.policies.run_batched`; greedy, so the same turns as one by one).
     ``keep_turns``: also return every episode's turns (``all_turns``), not only two samples.
@@ -234,22 +246,29 @@ def evaluate(policy: Any, searcher: Any, questions: list[dict[str, Any]], *, max
         graph = build_temporal_graph(policy, searcher, max_turns=max_turns, preview_frames=preview_frames, observation="text")
         runner = AgentRunner(graph, max_turns=max_turns)
         runs = [runner.run(q["question"], q["video"]) for q in questions]
-    turns = valid = correct = answered = hits = searched = 0
-    samples = []
+    turns = valid = answered = hits = searched = 0
+    samples, right = [], []
     for q, r in zip(questions, runs):
         turns += len(r.turns)
         valid += sum(t.action in ("tool_call", "answer") for t in r.turns)
         answered += r.status == "answered"
-        correct += _correct(r.answer, q)
+        right.append(_correct(r.answer, q))
         lo, hi = q["window"]
         for f in r.frames:
             searched += 1
             hits += lo <= float(f["timestamp"]) < hi
         samples.append([t.text[:160] for t in r.turns])
     n = max(1, len(questions))
+    shared = [ok for ok, q in zip(right, questions) if q.get("shape_shared")]
+    single = [ok for ok, q in zip(right, questions) if not q.get("shape_shared")]
     return {
         "valid_turn_rate": valid / max(1, turns),
-        "accuracy": correct / n,
+        "accuracy": sum(right) / n,
+        "correct": right,
+        # the split by whether one frame's tag can tell the asked event apart (see load_questions)
+        "accuracy_shape_unique": sum(single) / len(single) if single else None,
+        "accuracy_shape_shared": sum(shared) / len(shared) if shared else None,
+        "questions_shape_shared": len(shared),
         "answered": answered / n,
         "search_precision": hits / searched if searched else 0.0,
         "turns": turns,
@@ -584,17 +603,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     paths = _plots(results, out)
     runs = results["sft"].values()
     mean = lambda k: sum(r["eval"][k] for r in runs) / max(1, len(results["sft"]))
-    print("\n| model | valid-turn rate | accuracy | answered | search precision |")
-    print("|---|---|---|---|---|")
-    print(f"| SmolLM2-135M base | {base['valid_turn_rate']:.2f} | {base['accuracy']:.2f} | {base['answered']:.2f} | {base['search_precision']:.2f} |")
+    split = lambda e: " / ".join("n/a" if e.get(k) is None else f"{e[k]:.2f}"
+                                 for k in ("accuracy_shape_unique", "accuracy_shape_shared"))
+    print(f"\n| model | valid-turn rate | accuracy | accuracy, shape unique / shared ({base.get('questions_shape_shared', '?')} "
+          "shared) | answered | search precision |")
+    print("|---|---|---|---|---|---|")
+    print(f"| SmolLM2-135M base | {base['valid_turn_rate']:.2f} | {base['accuracy']:.2f} | {split(base)} | {base['answered']:.2f} | "
+          f"{base['search_precision']:.2f} |")
     for seed, r in results["sft"].items():
         e = r["eval"]
-        print(f"| + SFT seed {seed} ({r['steps']} steps) | {e['valid_turn_rate']:.2f} | {e['accuracy']:.2f} | {e['answered']:.2f} | {e['search_precision']:.2f} |")
+        print(f"| + SFT seed {seed} ({r['steps']} steps) | {e['valid_turn_rate']:.2f} | {e['accuracy']:.2f} | {split(e)} | "
+              f"{e['answered']:.2f} | {e['search_precision']:.2f} |")
     for seed, r in results["sft"].items():
         if r.get("grpo"):
             e = r["grpo"]["eval"]
             print(f"| + SFT + GRPO-CSV seed {seed} ({r['grpo']['steps']} steps) | {e['valid_turn_rate']:.2f} | {e['accuracy']:.2f} | "
-                  f"{e['answered']:.2f} | {e['search_precision']:.2f} |")
+                  f"{split(e)} | {e['answered']:.2f} | {e['search_precision']:.2f} |")
     if results["sft"]:
         ratio = f"{mean('valid_turn_rate') / base['valid_turn_rate']:.2f}" if base["valid_turn_rate"] else "n/a, base 0"
         print(f"\nmean SFT valid-turn rate {mean('valid_turn_rate'):.2f} vs base {base['valid_turn_rate']:.2f} (ratio {ratio}); "

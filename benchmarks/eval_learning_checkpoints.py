@@ -6,10 +6,22 @@ events and questions none of the checkpoints trained on), asks every colour ques
 test split (``--test-videos`` videos, ~1.6 questions each) through the same text-mode graph and
 the same rule (:func:`bench_learning_text.evaluate`), and writes the figures per checkpoint.
 
+Two more views of the same policies:
+
+- ``--world WORK/world --test-questions 12``: the proof's own held-out questions again (greedy
+  turns are deterministic, so this reproduces the proof's figures), now with each question's
+  result and the split by ``shape_shared`` (the video has another event of the asked shape,
+  which one frame's tag cannot tell apart).
+- ``--samples K --temperature T``: each question asked K times with sampled turns; the accuracy
+  is the mean over the samples. GRPO optimises exactly this (the expected reward of sampled
+  rollouts, at its rollout temperature 0.8), which a greedy answer shows only when it flips.
+
 Usage::
 
     python benchmarks/eval_learning_checkpoints.py --encoder-dir DIR \\
         sft0=WORK/sft-seed0 grpo0=WORK/grpo-seed0 [...] --out benchmarks/results/learning_text_fresh_world.json
+    python benchmarks/eval_learning_checkpoints.py --encoder-dir DIR --world WORK/world --test-questions 12 \\
+        --samples 4 --temperature 0.8 sft0=WORK/sft-seed0 grpo0=WORK/grpo-seed0 --out sampled.json
 """
 
 from __future__ import annotations
@@ -41,9 +53,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--preview-frames", type=int, default=2)
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--eval-batch", type=int, default=6, help="episodes at a time, their turns generated as one batch")
+    p.add_argument("--samples", type=int, default=1,
+                   help="episodes per question; with --temperature > 0 the accuracy is the mean over these samples")
+    p.add_argument("--temperature", type=float, default=0.0,
+                   help="0: greedy turns (the default); > 0: sampled turns, e.g. GRPO's rollout temperature 0.8")
+    p.add_argument("--sample-seed", type=int, default=0, help="torch seed set before each checkpoint's sampled episodes")
+    p.add_argument("--world", default=None,
+                   help="score an existing world folder's test split instead of rendering one (e.g. the proof's WORK/world)")
+    p.add_argument("--test-questions", type=int, default=None, help="only the first N test questions (with --world)")
     p.add_argument("--work", default=None, help="world and embedding cache (default: a temporary folder)")
     p.add_argument("--out", default=None, help="JSON file for the figures")
     args = p.parse_args(argv)
+    if args.samples < 1 or args.temperature < 0:
+        p.error("--samples must be at least 1 and --temperature at least 0")
+    if args.samples > 1 and args.temperature == 0:
+        p.error("--samples > 1 needs --temperature > 0: greedy episodes of one question are all the same")
     pairs = []
     for item in args.checkpoints:
         label, sep, path = item.partition("=")
@@ -59,24 +83,44 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from agent_tools.policies.smollm2 import load_smollm2
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="eval-learning-"))
-    world = B.build_world(work, n_train=1, n_test=args.test_videos, seed=args.world_seed)
+    if args.world:
+        world = Path(args.world)
+        if not (world / "world.json").is_file():
+            p.error(f"--world {world}: not a world folder (no world.json)")
+    else:
+        world = B.build_world(work, n_train=1, n_test=args.test_videos, seed=args.world_seed)
     _, searcher = B._searcher(args, work)
     tagger = EncoderTagger(searcher, world_vocabulary(), top_k=1)
-    questions = B.load_questions(world, "test")
-    results: dict[str, Any] = {"world_seed": args.world_seed, "questions": len(questions), "checkpoints": {}}
+    questions = B.load_questions(world, "test", args.test_questions)
+    sampled = args.temperature > 0
+    results: dict[str, Any] = {"world": str(world) if args.world else None,
+                               "world_seed": None if args.world else args.world_seed, "questions": len(questions),
+                               "samples": args.samples, "temperature": args.temperature,
+                               "shape_shared": [q["shape_shared"] for q in questions], "checkpoints": {}}
     for label, path in pairs:
-        policy = load_smollm2(path=path, tagger=tagger, max_new_tokens=args.max_new_tokens)
+        kw = {"do_sample": True, "temperature": args.temperature} if sampled else {}
+        policy = load_smollm2(path=path, tagger=tagger, max_new_tokens=args.max_new_tokens, **kw)
         policy.model.eval()
-        ev = B.evaluate(policy, searcher, questions, max_turns=args.max_turns, preview_frames=args.preview_frames,
-                        batch=args.eval_batch)
+        torch.manual_seed(args.sample_seed)  # the same seed for every checkpoint
+        ev = B.evaluate(policy, searcher, questions * args.samples, max_turns=args.max_turns,
+                        preview_frames=args.preview_frames, batch=args.eval_batch)
+        # per question: the share of its samples answered right (samples of question i are i, i + n, ...)
+        n = len(questions)
+        ev["per_question"] = [sum(ev["correct"][i::n]) / args.samples for i in range(n)]
         ev["path"] = path
         results["checkpoints"][label] = ev
-        print(f"{label}: accuracy {ev['accuracy']:.3f} ({round(ev['accuracy'] * len(questions))}/{len(questions)}), "
+        print(f"{label}: accuracy {ev['accuracy']:.3f} ({sum(ev['correct'])}/{len(ev['correct'])} episodes"
+              f"{f', {args.samples} sampled per question at T={args.temperature}' if sampled else ''}), "
+              f"shape unique / shared {_fmt(ev['accuracy_shape_unique'])} / {_fmt(ev['accuracy_shape_shared'])}, "
               f"valid-turn rate {ev['valid_turn_rate']:.2f}, search precision {ev['search_precision']:.2f} "
               f"({ev['seconds']:.0f} s)", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1, default=str))
     return results
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
 
 
 if __name__ == "__main__":

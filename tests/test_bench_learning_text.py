@@ -1,0 +1,76 @@
+"""benchmarks/bench_learning_text.py: the held-out questions' shape split and the per-question results."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import bench_learning_text as B
+
+from agent_tools.world import WorldConfig, load_manifest, make_world
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("w") / "world"
+    make_world(root, WorldConfig(seed=1, n_train=0, n_test=2, min_duration=60, max_duration=60, needle_videos=0,
+                                 events_per_minute=4.0, size=32))
+    return root
+
+
+def test_shape_shared_marks_questions_whose_video_has_another_event_of_that_shape(world):
+    questions = B.load_questions(world, "test")
+    shapes = {v["video_id"]: [e.shape for e in v["events"]] for v in load_manifest(world)["videos"]}
+    flags = []
+    for q in questions:
+        shape = q["target"].split()[1]  # "a {shape} that {action}"
+        assert shape in q["question"]
+        flags.append(q["shape_shared"])
+        assert q["shape_shared"] == (shapes[Path(q["video"]).stem].count(shape) > 1)
+    assert True in flags and False in flags  # this world has both kinds, so the split is exercised
+
+
+def test_evaluate_keeps_each_questions_result_and_splits_accuracy_by_shape(world, searcher):
+    from agent_tools.policies import ScriptedPolicy
+
+    questions = B.load_questions(world, "test")
+    colour = questions[0]["answer"]
+    policy = ScriptedPolicy([f"<think>I say {colour}.</think><answer>{colour}</answer>"], repeat_last=True)
+    ev = B.evaluate(policy, searcher, questions, max_turns=2, preview_frames=2)
+    right = [q["answer"] == colour for q in questions]
+    assert ev["correct"] == right and ev["accuracy"] == pytest.approx(sum(right) / len(right))
+    shared = [ok for ok, q in zip(right, questions) if q["shape_shared"]]
+    unique = [ok for ok, q in zip(right, questions) if not q["shape_shared"]]
+    assert ev["questions_shape_shared"] == len(shared)
+    assert ev["accuracy_shape_shared"] == pytest.approx(sum(shared) / len(shared))
+    assert ev["accuracy_shape_unique"] == pytest.approx(sum(unique) / len(unique))
+    assert ev["answered"] == 1.0 and ev["valid_turn_rate"] == 1.0
+
+
+def test_sampled_eval_needs_a_temperature_and_its_figures_reach_the_proof_summary(tmp_path, capsys):
+    import json
+
+    import bench_learning
+    import eval_learning_checkpoints
+
+    with pytest.raises(SystemExit):
+        eval_learning_checkpoints.main(["--samples", "4", f"sft0={tmp_path}"])
+    assert "--samples > 1 needs --temperature > 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench_learning.main(["--skip-text", "--skip-sqr", "--sampled-eval", "2", "--out", str(tmp_path)])
+    assert "needs --work" in capsys.readouterr().err
+
+    ev = lambda acc: {"eval": {"valid_turn_rate": 1.0, "accuracy": acc}}
+    text = {"base": {"valid_turn_rate": 0.0, "accuracy": 0.0},
+            "sft": {"0": {**ev(0.5), "grpo": {**ev(0.5), "rewards": [1.0, 1.5]}}}}
+    (tmp_path / "learning_text.json").write_text(json.dumps(text))
+    sampled = {"samples": 4, "temperature": 0.8,
+               "checkpoints": {"sft0": {"accuracy": 0.375}, "grpo0": {"accuracy": 0.5625}}}
+    (tmp_path / "learning_proof_sampled.json").write_text(json.dumps(sampled))
+    res = bench_learning.summary(tmp_path, {"total": 1.0})
+    assert res["text"]["sampled"] == {"samples": 4, "temperature": 0.8, "0": {"sft": 0.375, "grpo": 0.5625}}
