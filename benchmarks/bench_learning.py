@@ -12,7 +12,7 @@ Runs, one after the other, in child processes of this interpreter:
    on the SFT and GRPO-CSV checkpoints of step 1 (one process per seed): the same held-out
    questions, each asked K times with sampled turns at GRPO's rollout temperature, so the accuracy
    is the expected reward GRPO optimises rather than one greedy answer per question. It writes
-   ``learning_proof_sampled.json``; with K = 4 it adds about 19 minutes to the 42.5.
+   ``learning_proof_sampled.json``; with K = 4 it adds about 17 minutes to the 42.5 (16.5 measured).
 
 Both read the same world encoder (``--encoder-dir``; without it ``world-tiny`` from the registry,
 else each script trains one). The text script writes its JSON and PNGs under ``--out``, the SQR
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    help="SQR optimizer steps per seed (held-out R@1 at steps 0, 40, 80; bench_learning_sqr.py alone: 120)")
     p.add_argument("--sampled-eval", type=int, default=0, metavar="K",
                    help="after the text phase, ask each held-out question K times with sampled turns (SFT and "
-                        "GRPO-CSV checkpoints; about 19 min for K=4); 0: off")
+                        "GRPO-CSV checkpoints; about 17 min for K=4); 0: off")
     args = p.parse_args(argv)
     if args.sampled_eval < 0:
         p.error("--sampled-eval must be 0 (off) or a number of samples per question")
