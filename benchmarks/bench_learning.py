@@ -12,7 +12,7 @@ Runs, one after the other, in child processes of this interpreter:
    on the SFT and GRPO-CSV checkpoints of step 1 (one process per seed): the same held-out
    questions, each asked K times with sampled turns at GRPO's rollout temperature, so the accuracy
    is the expected reward GRPO optimises rather than one greedy answer per question. It writes
-   ``learning_proof_sampled.json``; with K = 4 it adds about 17 minutes to the 42.5 (16.5 measured).
+   ``learning_proof_sampled.{json,png}``; with K = 4 it adds about 17 minutes to the 42.5 (16.5 measured).
 
 Both read the same world encoder (``--encoder-dir``; without it ``world-tiny`` from the registry,
 else each script trains one). The text script writes its JSON and PNGs under ``--out``, the SQR
@@ -86,7 +86,7 @@ def summary(out: Path, seconds: dict[str, float]) -> dict[str, Any]:
 
 
 def sampled_eval(work: Path, out: Path, samples: int, encoder: list[str]) -> float:
-    """Sampled held-out accuracy of each seed's SFT and GRPO-CSV checkpoints; ``out/learning_proof_sampled.json``.
+    """Sampled held-out accuracy of each seed's SFT and GRPO-CSV checkpoints; ``out/learning_proof_sampled.{json,png}``.
 
     One ``eval_learning_checkpoints.py`` process per seed (one thread each), on the text phase's
     world and held-out questions, at the GRPO rollout temperature of its config. The sampling seed
@@ -118,6 +118,9 @@ def sampled_eval(work: Path, out: Path, samples: int, encoder: list[str]) -> flo
         part = json.loads((work / f"sampled-seed{s}.json").read_text())
         merged = {**part, "checkpoints": {**merged.get("checkpoints", {}), **part["checkpoints"]}}
     (out / "learning_proof_sampled.json").write_text(json.dumps(merged, indent=1, default=str))
+    from eval_learning_checkpoints import plot  # a sibling script: benchmarks/ is on sys.path
+
+    plot(merged, out / "learning_proof_sampled.png")
     return time.perf_counter() - t0
 
 

@@ -38,7 +38,7 @@ for p in (ROOT, ROOT / "benchmarks"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-__all__ = ["main"]
+__all__ = ["main", "plot"]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -116,7 +116,36 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"({ev['seconds']:.0f} s)", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1, default=str))
+        print(f"plot: {plot(results, Path(args.out).with_suffix('.png'))}")
     return results
+
+
+def plot(results: dict[str, Any], path: Path) -> Path:
+    """Bars of each checkpoint's held-out accuracy and answered rate, in the order given; written to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(results["checkpoints"])
+    evs = [results["checkpoints"][k] for k in labels]
+    x = range(len(labels))
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(labels) + 1.5), 3.4))
+    ax.bar([i - 0.2 for i in x], [e["accuracy"] for e in evs], width=0.4, label="accuracy")
+    ax.bar([i + 0.2 for i in x], [e["answered"] for e in evs], width=0.4, label="answered", alpha=0.6)
+    for i, e in zip(x, evs):
+        ax.text(i - 0.2, e["accuracy"] + 0.02, f"{e['accuracy']:.2f}", ha="center", fontsize=7)
+    ax.set_xticks(list(x), labels)
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("held-out rate")
+    how = (f"{results['samples']} sampled episodes per question, T={results['temperature']}"
+           if results.get("temperature") else "greedy")
+    ax.set_title(f"{results['questions']} held-out questions, {how}", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _fmt(x: float | None) -> str:

@@ -74,3 +74,12 @@ def test_sampled_eval_needs_a_temperature_and_its_figures_reach_the_proof_summar
     (tmp_path / "learning_proof_sampled.json").write_text(json.dumps(sampled))
     res = bench_learning.summary(tmp_path, {"total": 1.0})
     assert res["text"]["sampled"] == {"samples": 4, "temperature": 0.8, "0": {"sft": 0.375, "grpo": 0.5625}}
+
+
+def test_checkpoint_plot_draws_every_checkpoint(tmp_path):
+    import eval_learning_checkpoints
+
+    ev = {"accuracy": 0.5, "answered": 1.0}
+    res = {"questions": 12, "samples": 4, "temperature": 0.8, "checkpoints": {"sft0": ev, "grpo0": {**ev, "accuracy": 0.75}}}
+    path = eval_learning_checkpoints.plot(res, tmp_path / "bars.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
