@@ -9,7 +9,7 @@ Runs, one after the other, in child processes of this interpreter:
    SmolLM2 over the world's corpus (held-out VCMR R@1, unrefined vs refined, at steps 0, 40 and 80;
    ``--sqr-steps``).
 3. only with ``--sampled-eval K``: ``eval_learning_checkpoints.py --samples K --temperature 0.8``
-   on the SFT and GRPO-CSV checkpoints of step 1 (one process per seed): the same held-out
+   on the SFT and GRPO-CSV checkpoints of phase 1 (one process per seed): the same held-out
    questions, each asked K times with sampled turns at GRPO's rollout temperature, so the accuracy
    is the expected reward GRPO optimises rather than one greedy answer per question. It writes
    ``learning_proof_sampled.{json,png}``; with K = 4 it adds about 17 minutes to the 42.5 (16.5 measured).

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--sample-seed", type=int, default=0, help="torch seed set before each checkpoint's sampled episodes")
     p.add_argument("--world", default=None,
                    help="score an existing world folder's test split instead of rendering one (e.g. the proof's WORK/world)")
-    p.add_argument("--test-questions", type=int, default=None, help="only the first N test questions (with --world)")
+    p.add_argument("--test-questions", type=int, default=None, help="only the first N test questions (12 with --world WORK/world: the proof's held-out set)")
     p.add_argument("--work", default=None, help="world and embedding cache (default: a temporary folder)")
     p.add_argument("--out", default=None, help="JSON file for the figures")
     args = p.parse_args(argv)
