@@ -64,7 +64,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-__all__ = ["build_world", "evaluate", "expert_trajectories", "expert_turns", "grpo_phase", "load_questions", "main",
+__all__ = ["accuracy_split", "build_world", "demonstrated_protocol", "evaluate", "expert_trajectories", "expert_turns", "grpo_phase", "load_questions", "main",
            "split_by_video", "write_open_colour_qa"]
 
 _LETTERS = "ABCDE"
@@ -259,16 +259,9 @@ def evaluate(policy: Any, searcher: Any, questions: list[dict[str, Any]], *, max
             hits += lo <= float(f["timestamp"]) < hi
         samples.append([t.text[:160] for t in r.turns])
     n = max(1, len(questions))
-    shared = [ok for ok, q in zip(right, questions) if q.get("shape_shared")]
-    single = [ok for ok, q in zip(right, questions) if not q.get("shape_shared")]
     return {
         "valid_turn_rate": valid / max(1, turns),
-        "accuracy": sum(right) / n,
-        "correct": right,
-        # the split by whether one frame's tag can tell the asked event apart (see load_questions)
-        "accuracy_shape_unique": sum(single) / len(single) if single else None,
-        "accuracy_shape_shared": sum(shared) / len(shared) if shared else None,
-        "questions_shape_shared": len(shared),
+        **accuracy_split(right, questions),
         "answered": answered / n,
         "search_precision": hits / searched if searched else 0.0,
         "turns": turns,
@@ -276,6 +269,38 @@ def evaluate(policy: Any, searcher: Any, questions: list[dict[str, Any]], *, max
         "samples": samples[:2],
         **({"all_turns": [[t.text for t in r.turns] for r in runs]} if keep_turns else {}),
     }
+
+
+def accuracy_split(right: list[bool], questions: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy, each question's result, and the accuracy split by ``shape_shared`` (see :func:`load_questions`).
+
+    Returns:
+        ``accuracy``, ``correct``, ``accuracy_shape_unique`` / ``accuracy_shape_shared`` (``None``
+        where a side has no question) and ``questions_shape_shared``.
+    """
+    shared = [ok for ok, q in zip(right, questions) if q.get("shape_shared")]
+    single = [ok for ok, q in zip(right, questions) if not q.get("shape_shared")]
+    return {
+        "accuracy": sum(right) / max(1, len(questions)),
+        "correct": list(right),
+        "accuracy_shape_unique": sum(single) / len(single) if single else None,
+        "accuracy_shape_shared": sum(shared) / len(shared) if shared else None,
+        "questions_shape_shared": len(shared),
+    }
+
+
+def demonstrated_protocol(questions: list[dict[str, Any]], searcher: Any, tagger: Any, *, num_frames: int,
+                          max_turns: int, preview_frames: int) -> dict[str, Any]:
+    """The SFT demonstrations' protocol on ``questions``, with no policy: a reference for the policies' accuracy.
+
+    Search for the asked object with the question's own target words and answer the colour the
+    best-scored line names (:func:`expert_trajectories`' test). A policy that searched and read
+    exactly as demonstrated would score this; its misses are the questions the encoder's tags
+    answer wrongly.
+    """
+    kept = {(t.question, t.video) for t in expert_trajectories(questions, searcher, tagger, num_frames=num_frames,
+                                                                max_turns=max_turns, preview_frames=preview_frames)[0]}
+    return accuracy_split([(q["question"], q["video"]) in kept for q in questions], questions)
 
 
 def grpo_phase(policy: Any, searcher: Any, tagger: Any, train_q: list[dict[str, Any]], *, seed: int, encoder: str,

@@ -16,6 +16,9 @@ Two more views of the same policies:
   is the mean over the samples. GRPO optimises exactly this (the expected reward of sampled
   rollouts, at its rollout temperature 0.8), which a greedy answer shows only when it flips.
 
+Every run also scores the reference ``demonstrated_protocol``: the SFT demonstrations' search
+and reading with no policy (:func:`bench_learning_text.demonstrated_protocol`).
+
 Usage::
 
     python benchmarks/eval_learning_checkpoints.py --encoder-dir DIR \\
@@ -53,6 +56,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--preview-frames", type=int, default=2)
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--eval-batch", type=int, default=6, help="episodes at a time, their turns generated as one batch")
+    p.add_argument("--num-frames", type=int, default=2,
+                   help="frames per search of the demonstrated protocol (the reference; bench_learning_text's default)")
     p.add_argument("--samples", type=int, default=1,
                    help="episodes per question; with --temperature > 0 the accuracy is the mean over these samples")
     p.add_argument("--temperature", type=float, default=0.0,
@@ -97,6 +102,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                "world_seed": None if args.world else args.world_seed, "questions": len(questions),
                                "samples": args.samples, "temperature": args.temperature,
                                "shape_shared": [q["shape_shared"] for q in questions], "checkpoints": {}}
+    # the reference: the SFT demonstrations' search and reading, with no policy (what a perfect imitator scores)
+    results["demonstrated_protocol"] = B.demonstrated_protocol(
+        questions, searcher, tagger, num_frames=args.num_frames, max_turns=args.max_turns, preview_frames=args.preview_frames)
+    ref = results["demonstrated_protocol"]
+    print(f"demonstrated protocol (no policy): accuracy {ref['accuracy']:.3f} ({sum(ref['correct'])}/{len(questions)}), "
+          f"shape unique / shared {_fmt(ref['accuracy_shape_unique'])} / {_fmt(ref['accuracy_shape_shared'])}", flush=True)
     for label, path in pairs:
         kw = {"do_sample": True, "temperature": args.temperature} if sampled else {}
         policy = load_smollm2(path=path, tagger=tagger, max_new_tokens=args.max_new_tokens, **kw)
@@ -135,13 +146,16 @@ def plot(results: dict[str, Any], path: Path) -> Path:
     ax.bar([i + 0.2 for i in x], [e["answered"] for e in evs], width=0.4, label="answered", alpha=0.6)
     for i, e in zip(x, evs):
         ax.text(i - 0.2, e["accuracy"] + 0.02, f"{e['accuracy']:.2f}", ha="center", fontsize=7)
+    if results.get("demonstrated_protocol"):
+        ref = results["demonstrated_protocol"]["accuracy"]
+        ax.axhline(ref, color="grey", linestyle="--", linewidth=1, label=f"demonstrated protocol, no policy ({ref:.2f})")
     ax.set_xticks(list(x), labels)
-    ax.set_ylim(0, 1.1)
+    ax.set_ylim(0, 1.3)
     ax.set_ylabel("held-out rate")
     how = (f"{results['samples']} sampled episodes per question, T={results['temperature']}"
            if results.get("temperature") else "greedy")
     ax.set_title(f"{results['questions']} held-out questions, {how}", fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", ncol=3, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -83,3 +83,16 @@ def test_checkpoint_plot_draws_every_checkpoint(tmp_path):
     res = {"questions": 12, "samples": 4, "temperature": 0.8, "checkpoints": {"sft0": ev, "grpo0": {**ev, "accuracy": 0.75}}}
     path = eval_learning_checkpoints.plot(res, tmp_path / "bars.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_demonstrated_protocol_scores_the_questions_the_demonstrations_keep(world, searcher):
+    from agent_tools.observations import EncoderTagger, world_vocabulary
+
+    questions = B.load_questions(world, "test")
+    tagger = EncoderTagger(searcher, world_vocabulary(), top_k=1)
+    kw = {"num_frames": 2, "max_turns": 2, "preview_frames": 2}
+    kept, _, dropped = B.expert_trajectories(questions, searcher, tagger, **kw)
+    ref = B.demonstrated_protocol(questions, searcher, tagger, **kw)
+    assert len(ref["correct"]) == len(questions) and sum(ref["correct"]) == len(kept) == len(questions) - dropped
+    kept_keys = {(t.question, t.video) for t in kept}
+    assert ref["correct"] == [(q["question"], q["video"]) in kept_keys for q in questions]
