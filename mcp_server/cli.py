@@ -2,7 +2,10 @@
 
 - :func:`main` - entry point (stdio by default; ``--transport streamable-http``).
 - :func:`parse_args` - the flags.
-- :func:`serve_http_with_token` - streamable HTTP behind :class:`~mcp_server.auth.BearerTokenMiddleware`.
+- :func:`http_app` / :func:`serve_http` - streamable HTTP: a call whose client disconnects is cancelled
+  (:class:`~mcp_server.disconnect.CancelOnDisconnectMiddleware`), and with a token every request
+  needs it (:class:`~mcp_server.auth.BearerTokenMiddleware`).
+- :func:`serve_http_with_token` - :func:`serve_http` with a token required.
 
 A ``--host`` other than loopback is refused unless ``--allow-remote`` is given *and*
 ``VIDEOSEEK_MCP_TOKEN`` is set; with a token (on any host) every HTTP request must carry
@@ -23,8 +26,9 @@ from mcp.server.mcpserver import MCPServer
 from agent_tools.config import get_settings
 
 from .auth import BearerTokenMiddleware, is_loopback
+from .disconnect import CancelOnDisconnectMiddleware
 
-__all__ = ["main", "parse_args", "serve_http_with_token", "version", "DEFAULT_EMBED_WAIT_S"]
+__all__ = ["main", "parse_args", "http_app", "serve_http", "serve_http_with_token", "version", "DEFAULT_EMBED_WAIT_S"]
 
 logger = logging.getLogger("videoseek.mcp")
 
@@ -133,10 +137,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     server = build_server(settings, embed_wait_s=args.embed_wait)
     if args.transport == "stdio":
         server.run("stdio")
-    elif token:
-        serve_http_with_token(server, args.host, args.port, token, log_level=args.log_level)
     else:
-        server.run("streamable-http", host=args.host, port=args.port)
+        serve_http(server, args.host, args.port, token=token, log_level=args.log_level)
 
 
 def _refuse(message: str) -> None:
@@ -144,9 +146,27 @@ def _refuse(message: str) -> None:
     raise SystemExit(2)
 
 
-def serve_http_with_token(server: MCPServer, host: str, port: int, token: str, log_level: str = "INFO") -> None:
-    """Serve streamable HTTP where every request must carry ``Authorization: Bearer <token>``."""
+def http_app(server: MCPServer, host: str, token: str = "") -> Any:
+    """The streamable-HTTP ASGI app: the SDK's, a call cancelled when its client disconnects, the token checked first.
+
+    Args:
+        server: The MCP server.
+        host: The bind address (the SDK derives its DNS-rebinding protection from it).
+        token: If set, every request must carry ``Authorization: Bearer <token>``.
+    """
+    app = CancelOnDisconnectMiddleware(server.streamable_http_app(host=host))
+    return BearerTokenMiddleware(app, token) if token else app
+
+
+def serve_http(server: MCPServer, host: str, port: int, *, token: str = "", log_level: str = "INFO") -> None:
+    """Serve streamable HTTP (:func:`http_app`) with uvicorn until interrupted."""
     import uvicorn
 
-    app = BearerTokenMiddleware(server.streamable_http_app(host=host), token)
-    uvicorn.run(app, host=host, port=port, log_level=log_level.lower())
+    uvicorn.run(http_app(server, host, token), host=host, port=port, log_level=log_level.lower())
+
+
+def serve_http_with_token(server: MCPServer, host: str, port: int, token: str, log_level: str = "INFO") -> None:
+    """Serve streamable HTTP where every request must carry ``Authorization: Bearer <token>``."""
+    if not token:
+        raise ValueError("serve_http_with_token needs a non-empty token; use serve_http for a loopback server")
+    serve_http(server, host, port, token=token, log_level=log_level)

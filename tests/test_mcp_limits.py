@@ -333,3 +333,64 @@ def test_bearer_token_over_loopback(tree, tiny_encoder, tmp_path):
     finally:
         userver.should_exit = True
         thread.join(10)
+
+
+def _http_post(url: str, body: dict, headers: dict) -> httpx.Response:
+    return httpx.post(url, json=body, headers=headers, timeout=10)
+
+
+@pytest.mark.parametrize("guarded", [True, False], ids=["with-middleware", "sdk-alone"])
+def test_a_client_that_disconnects_over_http_cancels_its_first_embedding(tree, tiny_encoder, tmp_path, guarded):
+    """A real uvicorn server; the client posts seek_video_frames, then drops the connection without a word.
+
+    The SDK alone keeps the pass running (the ``sdk-alone`` case shows the gap);
+    ``mcp_server.cli.http_app`` posts ``notifications/cancelled`` for it, so the pass stops.
+    """
+    import uvicorn
+
+    from mcp_server.cli import http_app
+
+    base, root, _ = tree
+    settings = server_settings(tmp_path, root, tmp_path / "none")
+    state = load_state(settings, encoder=tiny_encoder, load_index=False)
+    slow = _SlowStore(steps=1000)  # 10 s unless cancelled
+    state.store = slow
+    server = build_server(settings, state=state, embed_wait_s=30)
+    app = http_app(server, "127.0.0.1") if guarded else server.streamable_http_app(host="127.0.0.1")
+    port = _free_port()
+    userver = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=userver.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not userver.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}/mcp"
+        headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+        init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+        r = _http_post(url, init, headers)
+        assert r.status_code == 200, r.text
+        headers |= {"mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-06-18"}
+        assert _http_post(url, {"jsonrpc": "2.0", "method": "notifications/initialized"}, headers).status_code == 202
+        call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                "params": {"name": "seek_video_frames", "arguments": {"video": "c.mp4", "query": "x"}}}
+        with httpx.Client(timeout=httpx.Timeout(10, read=0.5)) as c, c.stream("POST", url, json=call, headers=headers) as resp:
+            assert resp.status_code == 200
+            with pytest.raises(httpx.ReadTimeout):  # nothing comes while the pass runs; then the client just leaves
+                for _ in resp.iter_raw():
+                    pass
+        deadline = time.monotonic() + 5
+        while "c.mp4" not in slow.stopped_at and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if guarded:
+            assert "c.mp4" in slow.stopped_at, "the pass kept running after its only caller disconnected"
+            assert slow.stopped_at["c.mp4"] < 500
+            # the session is still usable: the same client can call again
+            again = _http_post(url, {"jsonrpc": "2.0", "id": 3, "method": "tools/list"}, headers)
+            assert again.status_code == 200 and "seek_video_frames" in again.text
+        elif "c.mp4" in slow.stopped_at:  # the gap the middleware closes (mcp SDK, stateful, no event store)
+            pytest.skip("the mcp SDK now cancels a disconnected call by itself: CancelOnDisconnectMiddleware may be redundant")
+    finally:
+        userver.should_exit = True
+        thread.join(10)
