@@ -72,25 +72,22 @@ class CancelOnDisconnectMiddleware:
         if b"mcp-session-id" not in headers:
             await self.app(scope, receive, send)
             return
-        chunks, disconnected = [], False
+        chunks = []
         while True:  # the whole body first: JSON-RPC requests are small
             message = await receive()
             if message["type"] == "http.disconnect":
-                disconnected = True
-                break
+                return  # gone before its request was complete: nothing reached the server
             chunks.append(message.get("body", b""))
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
-        ids = [] if disconnected else _request_ids(body)
+        ids = _request_ids(body)
         state = {"replayed": False, "complete": False, "cancelled": False}
 
         async def replay() -> Message:
             if not state["replayed"]:
                 state["replayed"] = True
                 return {"type": "http.request", "body": body, "more_body": False}
-            if disconnected:
-                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.disconnect" and ids and not state["complete"] and not state["cancelled"]:
                 state["cancelled"] = True

@@ -394,3 +394,13 @@ def test_a_client_that_disconnects_over_http_cancels_its_first_embedding(tree, t
     finally:
         userver.should_exit = True
         thread.join(10)
+
+
+def test_only_requests_are_cancelled_on_disconnect():
+    from mcp_server.disconnect import _request_ids
+
+    assert _request_ids(b'{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {}}') == [7]
+    assert _request_ids(b'{"jsonrpc": "2.0", "method": "notifications/initialized"}') == []  # a notification
+    assert _request_ids(b'{"jsonrpc": "2.0", "id": 7, "result": {}}') == []  # the client's response to the server
+    assert _request_ids(b'[{"id": "a", "method": "x"}, {"method": "y"}]') == ["a"]
+    assert _request_ids(b"not json") == [] and _request_ids(b"\xff") == []
