@@ -7,6 +7,7 @@ client, tiny encoder, synthetic videos) unless it says otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -136,6 +137,16 @@ class _SlowStore:
         self.done.append(str(path))
 
 
+def _server_with_slow_store(tree, tiny_encoder, tmp_path, *, steps: int):
+    """A server over the tree's media whose first embeddings go through a :class:`_SlowStore`; ``(server, store)``."""
+    _, root, _ = tree
+    settings = server_settings(tmp_path, root, tmp_path / "none")
+    state = load_state(settings, encoder=tiny_encoder, load_index=False)
+    slow = _SlowStore(steps=steps)
+    state.store = slow
+    return build_server(settings, state=state, embed_wait_s=30), slow
+
+
 def test_queue_runs_one_pass_at_a_time_in_arrival_order_and_refuses_past_the_limit():
     store = _SlowStore(steps=5)
     queue = EmbedQueue(store, max_jobs=3)
@@ -178,12 +189,7 @@ def test_two_waiters_one_cancelled_keeps_the_pass():
 
 @pytest.mark.anyio
 async def test_mcp_cancel_notification_stops_the_first_embedding(tree, tiny_encoder, tmp_path):
-    base, root, _ = tree
-    settings = server_settings(tmp_path, root, tmp_path / "none")
-    state = load_state(settings, encoder=tiny_encoder, load_index=False)
-    slow = _SlowStore(steps=2000)  # 20 s unless cancelled
-    state.store = slow
-    server = build_server(settings, state=state, embed_wait_s=30)
+    server, slow = _server_with_slow_store(tree, tiny_encoder, tmp_path, steps=2000)  # 20 s unless cancelled
     async with Client(server) as client:
         with pytest.raises(MCPError, match="(?i)time"):  # the client gives up after 1 s, sends notifications/cancelled
             await client.call_tool("seek_video_frames", {"video": "c.mp4", "query": "x"}, read_timeout_seconds=1.0)
@@ -295,23 +301,31 @@ def test_non_loopback_bind_needs_the_flag_and_a_token(args, env, expected, monke
     assert expected in err and len(err.strip().splitlines()) == 1
 
 
-def test_bearer_token_over_loopback(tree, tiny_encoder, tmp_path):
-    """A real uvicorn server on 127.0.0.1 behind the middleware: no token / a wrong one -> 401."""
+@contextlib.contextmanager
+def _serving(app):
+    """Serve ``app`` with a real uvicorn on a free loopback port in a thread; yields the ``/mcp`` URL."""
     import uvicorn
 
-    base, root, _ = tree
-    server = build_server(server_settings(tmp_path, root, tmp_path / "none"), encoder=tiny_encoder)
-    app = BearerTokenMiddleware(server.streamable_http_app(host="127.0.0.1"), "s3cret-token")
     port = _free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    userver = uvicorn.Server(config)
+    userver = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=userver.run, daemon=True)
     thread.start()
     try:
-        url = f"http://127.0.0.1:{port}/mcp"
         deadline = time.monotonic() + 20
         while not userver.started and time.monotonic() < deadline:
             time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        userver.should_exit = True
+        thread.join(10)
+
+
+def test_bearer_token_over_loopback(tree, tiny_encoder, tmp_path):
+    """A real uvicorn server on 127.0.0.1 behind the middleware: no token / a wrong one -> 401."""
+    base, root, _ = tree
+    server = build_server(server_settings(tmp_path, root, tmp_path / "none"), encoder=tiny_encoder)
+    app = BearerTokenMiddleware(server.streamable_http_app(host="127.0.0.1"), "s3cret-token")
+    with _serving(app) as url:
         init = {
             "jsonrpc": "2.0",
             "id": 1,
@@ -330,9 +344,6 @@ def test_bearer_token_over_loopback(tree, tiny_encoder, tmp_path):
             assert r.headers["www-authenticate"].startswith("Bearer")
         r = httpx.post(url, json=init, headers=headers | {"authorization": "Bearer s3cret-token"}, timeout=10)
         assert r.status_code == 200, r.text
-    finally:
-        userver.should_exit = True
-        thread.join(10)
 
 
 def _http_post(url: str, body: dict, headers: dict) -> httpx.Response:
@@ -346,26 +357,11 @@ def test_a_client_that_disconnects_over_http_cancels_its_first_embedding(tree, t
     The SDK alone keeps the pass running (the ``sdk-alone`` case shows the gap);
     ``mcp_server.cli.http_app`` posts ``notifications/cancelled`` for it, so the pass stops.
     """
-    import uvicorn
-
     from mcp_server.cli import http_app
 
-    base, root, _ = tree
-    settings = server_settings(tmp_path, root, tmp_path / "none")
-    state = load_state(settings, encoder=tiny_encoder, load_index=False)
-    slow = _SlowStore(steps=1000)  # 10 s unless cancelled
-    state.store = slow
-    server = build_server(settings, state=state, embed_wait_s=30)
+    server, slow = _server_with_slow_store(tree, tiny_encoder, tmp_path, steps=1000)  # 10 s unless cancelled
     app = http_app(server, "127.0.0.1") if guarded else server.streamable_http_app(host="127.0.0.1")
-    port = _free_port()
-    userver = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=userver.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not userver.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}/mcp"
+    with _serving(app) as url:
         headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
         init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
                 "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
@@ -391,9 +387,6 @@ def test_a_client_that_disconnects_over_http_cancels_its_first_embedding(tree, t
             assert again.status_code == 200 and "seek_video_frames" in again.text
         elif "c.mp4" in slow.stopped_at:  # the gap the middleware closes (mcp SDK, stateful, no event store)
             pytest.skip("the mcp SDK now cancels a disconnected call by itself: CancelOnDisconnectMiddleware may be redundant")
-    finally:
-        userver.should_exit = True
-        thread.join(10)
 
 
 def test_only_requests_are_cancelled_on_disconnect():
