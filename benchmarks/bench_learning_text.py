@@ -27,9 +27,11 @@ mode (:mod:`agent_tools.observations`) and the project's trainers:
    re-answer reads the recorded frames as text) on the GRPO videos' questions that are answerable
    from their search (the best line names the answer's colour, the SFT demonstrations' test;
    TimeSearch-R likewise keeps RL samples answerable from the right frames) with TimeSearch-R's v7
-   rewards (format 1.0, accuracy 0.5, CSV 0.5; ``training.rewards``), 2 prompts x 4 rollouts per
-   step and TimeSearch-R's ``dapo`` replay buffer (a step whose groups all score alike trains on a
-   stored step: :mod:`training.replay`); then the same held-out evaluation against the SFT start.
+   rewards (format 1.0, accuracy 0.5, CSV 0.5; ``training.rewards``), 1 prompt x 8 rollouts per
+   step at temperature 1.0 (TimeSearch-R's G = 8 and TRL's default temperature, which its
+   ``train.sh`` keeps) and TimeSearch-R's ``dapo`` replay buffer (a step whose groups all score
+   alike trains on a stored step: :mod:`training.replay`); then the same held-out evaluation
+   against the SFT start.
    The mean reward of every GRPO step is recorded (curve). ``eval_learning_checkpoints.py`` scores
    the saved policies on a larger held-out set (a fresh world's 39 questions).
 
@@ -469,12 +471,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--encoder-steps", type=int, default=None,
                    help="steps when the encoder is trained here (default: training.world_encoder's)")
     p.add_argument("--grpo-steps", type=int, default=8, help="GRPO-CSV steps per seed (0: no GRPO phase)")
-    p.add_argument("--grpo-generations", type=int, default=4, help="rollouts per prompt (G)")
-    p.add_argument("--grpo-prompts", type=int, default=2, help="prompts per GRPO step")
+    p.add_argument("--grpo-generations", type=int, default=8, help="rollouts per prompt (G; TimeSearch-R: 8)")
+    p.add_argument("--grpo-prompts", type=int, default=1, help="prompts per GRPO step")
     p.add_argument("--grpo-lr", type=float, default=3e-4)
     p.add_argument("--grpo-micro-batch", type=int, default=2,
                    help="rollouts per forward/backward (memory: a 900-token episode's logits over 49k tokens are ~180 MB each)")
-    p.add_argument("--grpo-temperature", type=float, default=0.8)
+    p.add_argument("--grpo-temperature", type=float, default=1.0,
+                   help="rollout temperature (TimeSearch-R's train.sh sets none, so TRL's default 1.0 applies)")
     p.add_argument("--grpo-beta", type=float, default=0.0, help="KL coefficient (0: no reference model, one forward less)")
     p.add_argument("--grpo-replay", choices=("none", "dapo", "ssr"), default="dapo",
                    help="replay buffer for steps whose groups all score alike (TimeSearch-R: dapo)")

@@ -14,7 +14,8 @@ Two more views of the same policies:
   which one frame's tag cannot tell apart).
 - ``--samples K --temperature T``: each question asked K times with sampled turns; the accuracy
   is the mean over the samples. GRPO optimises exactly this (the expected reward of sampled
-  rollouts, at its rollout temperature 0.8), which a greedy answer shows only when it flips.
+  rollouts at its rollout temperature, 1.0 in the proof), which a greedy answer shows only when
+  it flips.
 
 Every run also scores the reference ``demonstrated_protocol``: the SFT demonstrations' search
 and reading with no policy (:func:`bench_learning_text.demonstrated_protocol`).
@@ -24,7 +25,7 @@ Usage::
     python benchmarks/eval_learning_checkpoints.py --encoder-dir DIR \\
         sft0=WORK/sft-seed0 grpo0=WORK/grpo-seed0 [...] --out benchmarks/results/learning_text_fresh_world.json
     python benchmarks/eval_learning_checkpoints.py --encoder-dir DIR --world WORK/world --test-questions 12 \\
-        --samples 4 --temperature 0.8 sft0=WORK/sft-seed0 grpo0=WORK/grpo-seed0 --out sampled.json
+        --samples 4 --temperature 1.0 sft0=WORK/sft-seed0 grpo0=WORK/grpo-seed0 --out sampled.json
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--samples", type=int, default=1,
                    help="episodes per question; with --temperature > 0 the accuracy is the mean over these samples")
     p.add_argument("--temperature", type=float, default=0.0,
-                   help="0: greedy turns (the default); > 0: sampled turns, e.g. GRPO's rollout temperature 0.8")
+                   help="0: greedy turns (the default); > 0: sampled turns, e.g. GRPO's rollout temperature 1.0")
     p.add_argument("--sample-seed", type=int, default=0, help="torch seed set before each checkpoint's sampled episodes")
     p.add_argument("--world", default=None,
                    help="score an existing world folder's test split instead of rendering one (e.g. the proof's WORK/world)")

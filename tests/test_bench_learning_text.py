@@ -67,13 +67,16 @@ def test_sampled_eval_needs_a_temperature_and_its_figures_reach_the_proof_summar
 
     ev = lambda acc: {"eval": {"valid_turn_rate": 1.0, "accuracy": acc}}
     text = {"base": {"valid_turn_rate": 0.0, "accuracy": 0.0},
-            "sft": {"0": {**ev(0.5), "grpo": {**ev(0.5), "rewards": [1.0, 1.5]}}}}
+            "sft": {"0": {**ev(0.5), "grpo": {**ev(0.5), "rewards": [1.0, 1.5, 2.0, 1.5, 1.5]}}}}
     (tmp_path / "learning_text.json").write_text(json.dumps(text))
     sampled = {"samples": 4, "temperature": 0.8,
                "checkpoints": {"sft0": {"accuracy": 0.375}, "grpo0": {"accuracy": 0.5625}}}
     (tmp_path / "learning_proof_sampled.json").write_text(json.dumps(sampled))
     res = bench_learning.summary(tmp_path, {"total": 1.0})
     assert res["text"]["sampled"] == {"samples": 4, "temperature": 0.8, "0": {"sft": 0.375, "grpo": 0.5625}}
+    # the reward of the first and the last two of five steps (the middle one is in neither half)
+    g = res["text"]["grpo"]["0"]
+    assert (g["reward_first"], g["reward_last"], g["reward_mean_first_half"], g["reward_mean_last_half"]) == (1.0, 1.5, 1.25, 1.5)
 
 
 def test_checkpoint_plot_draws_every_checkpoint(tmp_path):
