@@ -12,9 +12,8 @@ Runs, one after the other, in child processes of this interpreter:
    on the SFT and GRPO-CSV checkpoints of phase 1 (one process per seed): the same held-out
    questions, each asked K times with sampled turns at T, phase 1's GRPO rollout temperature
    (1.0), so the accuracy is the expected reward GRPO optimises rather than one greedy answer
-   per question. It writes
-   ``learning_proof_sampled.{json,png}``; with K = 4 it adds about 15 minutes to the other phases'
-   38 (14.4 measured).
+   per question. It writes ``learning_proof_sampled.{json,png}``; with K = 4 it adds about 15
+   minutes (14.4 measured) to the other phases' 38.
 
 Both read the same world encoder (``--encoder-dir``; without it ``world-tiny`` from the registry,
 else each script trains one). The text script writes its JSON and PNGs under ``--out``, the SQR

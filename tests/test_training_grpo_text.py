@@ -162,8 +162,9 @@ def test_text_recipe_checks(tmp_path, searcher):
     recipe = json.loads((Path(__file__).parents[1] / "training/configs/grpo_smollm2_text.json").read_text())
     cfg = GRPOConfig(**{k: v for k, v in recipe.items() if not k.startswith("_")})
     assert cfg.observation == "text" and cfg.vocabulary() is not None and cfg.num_generations >= 4
-    # the settings of bench_learning_text's GRPO phase: 1 prompt x 8 rollouts a step (TimeSearch-R's G) at
-    # temperature 1.0 (TRL's default, kept by TimeSearch-R's scripts/train.sh), lr 3e-4, dapo replay
+    # the settings of bench_learning_text's GRPO phase: 1 prompt x 8 rollouts a step (TimeSearch-R's G,
+    # scripts/train.sh --num_generations 8) at temperature 1.0 (train.sh sets none and time_r1/train.py's
+    # GRPOConfigEnv keeps TRL v0.18.0's default, trl/trainer/grpo_config.py: 1.0), lr 3e-4, dapo replay
     rollouts = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
     assert (cfg.num_generations, rollouts // cfg.num_generations, cfg.temperature) == (8, 1, 1.0)
     assert (cfg.learning_rate, cfg.replay_buffer) == (3e-4, "dapo")
