@@ -300,9 +300,13 @@ def demonstrated_protocol(questions: list[dict[str, Any]], searcher: Any, tagger
     exactly as demonstrated would score this; its misses are the questions the encoder's tags
     answer wrongly.
     """
-    kept = {(t.question, t.video) for t in expert_trajectories(questions, searcher, tagger, num_frames=num_frames,
-                                                                max_turns=max_turns, preview_frames=preview_frames)[0]}
+    kept = _answerable(questions, searcher, tagger, num_frames=num_frames, max_turns=max_turns, preview_frames=preview_frames)
     return accuracy_split([(q["question"], q["video"]) in kept for q in questions], questions)
+
+
+def _answerable(questions: list[dict[str, Any]], searcher: Any, tagger: Any, **kw: int) -> set[tuple[str, str]]:
+    """``(question, video)`` of the questions whose demonstrated search's best line names the answer's colour."""
+    return {(t.question, t.video) for t in expert_trajectories(questions, searcher, tagger, **kw)[0]}
 
 
 def grpo_phase(policy: Any, searcher: Any, tagger: Any, train_q: list[dict[str, Any]], *, seed: int, encoder: str,
@@ -554,8 +558,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           flush=True)
     # GRPO's prompts pass the same test (TimeSearch-R keeps RL samples answerable from the right frames): where the
     # best line names another colour the reward would teach quoting a lower line, which held-out questions punish
-    answerable = {(t.question, t.video) for t in expert_trajectories(grpo_q, searcher, tagger, num_frames=args.num_frames,
-                                                                      max_turns=args.max_turns, preview_frames=args.preview_frames)[0]}
+    answerable = _answerable(grpo_q, searcher, tagger, num_frames=args.num_frames, max_turns=args.max_turns,
+                             preview_frames=args.preview_frames)
     grpo_q_all, n_grpo = grpo_q, len(grpo_q)
     grpo_q = [q for q in grpo_q if (q["question"], q["video"]) in answerable]
     print(f"[bench] GRPO-CSV prompts: {len(grpo_q)} of the {n_grpo} questions of the other "
