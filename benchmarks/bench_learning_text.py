@@ -26,7 +26,9 @@ mode (:mod:`agent_tools.observations`) and the project's trainers:
    returns the preview and every search as the same text lines the graph shows, and the CSV
    re-answer reads the recorded frames as text) on the GRPO videos' questions that are answerable
    from their search (the best line names the answer's colour, the SFT demonstrations' test;
-   TimeSearch-R likewise keeps RL samples answerable from the right frames) with TimeSearch-R's v7
+   TimeSearch-R likewise keeps RL samples answerable from the right frames) and, per seed, not
+   answered right by that seed's SFT policy from 4 uniform frames alone (``--grpo-filter-frames``:
+   TimeSearch-R's stage-1 visual-dependency filter, :mod:`training.filtering`) with TimeSearch-R's v7
    rewards (format 1.0, accuracy 0.5, CSV 0.5; ``training.rewards``), 1 prompt x 8 rollouts per
    step at temperature 1.0 (TimeSearch-R's G = 8 and TRL's default temperature, which its
    ``train.sh`` keeps) and TimeSearch-R's ``dapo`` replay buffer (a step whose groups all score
@@ -331,6 +333,7 @@ def grpo_phase(policy: Any, searcher: Any, tagger: Any, train_q: list[dict[str, 
                      num_generations=args.grpo_generations, per_device_train_batch_size=micro,
                      gradient_accumulation_steps=rollouts // micro,  # TRL generates micro x accumulation rollouts
                      temperature=args.grpo_temperature, beta=args.grpo_beta, replay_buffer=args.grpo_replay,
+                     filter_uniform_frames=args.grpo_filter_frames,
                      learning_rate=args.grpo_lr, warmup_steps=0,
                      lr_scheduler_type="constant", max_steps=args.grpo_steps, save_steps=10**6, seed=seed,
                      use_peft=True, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.0, lora_layers=args.lora_layers,
@@ -341,8 +344,13 @@ def grpo_phase(policy: Any, searcher: Any, tagger: Any, train_q: list[dict[str, 
     secs = time.perf_counter() - t1
     logs = [h for h in res.log_history if "reward" in h]
     parts = {k.split("/")[1]: [h[k] for h in logs] for k in logs[0] if k.startswith("rewards/") and k.endswith("/mean")}
-    return {"rewards": res.rewards, "reward_parts": parts, "frac_reward_zero_std": [h.get("frac_reward_zero_std") for h in logs],
-            "steps": len(logs), "train_seconds": secs, "output_dir": str(res.output_dir)}
+    out = {"rewards": res.rewards, "reward_parts": parts, "frac_reward_zero_std": [h.get("frac_reward_zero_std") for h in logs],
+           "steps": len(logs), "train_seconds": secs, "output_dir": str(res.output_dir), "prompts": len(rows)}
+    if res.filter_report is not None:  # TimeSearch-R stage 1: what this seed's SFT policy answered from uniform frames
+        rep = res.filter_report
+        out.update(prompts_kept=len(rep.kept), filter_answers=rep.answers)
+        print(f"[bench] seed {seed}: GRPO-CSV data filter: {rep.summary()}", flush=True)
+    return out
 
 
 def _searcher(args: argparse.Namespace, work: Path):
@@ -483,6 +491,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--grpo-temperature", type=float, default=1.0,
                    help="rollout temperature (TimeSearch-R's train.sh sets none, so TRL's default 1.0 applies)")
     p.add_argument("--grpo-beta", type=float, default=0.0, help="KL coefficient (0: no reference model, one forward less)")
+    p.add_argument("--grpo-filter-frames", type=int, default=4,
+                   help="TimeSearch-R's stage-1 filter: drop the GRPO prompts the SFT policy answers right from this "
+                        "many uniform frames alone (paper: 4; 0: off)")
     p.add_argument("--grpo-replay", choices=("none", "dapo", "ssr"), default="dapo",
                    help="replay buffer for steps whose groups all score alike (TimeSearch-R: dapo)")
     p.add_argument("--eval-batch", type=int, default=6,

@@ -18,6 +18,8 @@ Map:
 - :mod:`training.grpo` - :class:`GRPOConfig`, :func:`build_trainer` (TRL's ``GRPOTrainer`` with the
   CSV environment of :mod:`training.csv_env`), :func:`train_grpo`, :func:`group_advantages`;
   ``python -m training.grpo``.
+- :mod:`training.filtering` - TimeSearch-R's stage-1 RL data filter:
+  :func:`visual_dependency_filter` drops the prompts a policy answers from 4 uniform frames alone.
 - :mod:`training.judge` - the LLM judge for open-ended answers (any LangChain chat model or an
   OpenAI-compatible endpoint; normalised exact match offline).
 - :mod:`training.sqr` - :class:`SoftQueryProjector`, :func:`refined_query`, :func:`infonce_loss`,
@@ -71,6 +73,7 @@ __all__ = [
     "train_grpo",
     "group_advantages",
     "build_trainer",
+    "visual_dependency_filter",
     "SQRConfig",
     "train_sqr",
     "SoftQueryProjector",
@@ -105,6 +108,7 @@ _LAZY = {
     "train_grpo": "training.grpo",
     "group_advantages": "training.grpo",
     "build_trainer": "training.grpo",
+    "visual_dependency_filter": "training.filtering",
     "SQRConfig": "training.sqr",
     "train_sqr": "training.sqr",
     "SoftQueryProjector": "training.sqr",

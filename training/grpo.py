@@ -21,6 +21,10 @@ plus ``trl_args`` for any other ``trl.GRPOConfig`` field), LoRA merge before sav
 checkpoint loads with :func:`agent_tools.policies.load_policy`, and the manifest written into
 every checkpoint (:func:`ManifestCallback`).
 
+Data: with ``filter_uniform_frames`` (TimeSearch-R's stage-1 filter, :mod:`training.filtering`),
+:func:`build_trainer` first drops the prompts the starting policy answers from that many uniform
+frames alone (they need no search; their groups would all score alike).
+
 Text observations (``observation: "text"``, e.g. ``training/configs/grpo_smollm2_text.json``):
 a text-only policy (SmolLM2) reads every frame as a text line - timestamp, search score and the
 encoder's zero-shot tags over ``tag_vocabulary`` (:class:`agent_tools.observations.EncoderTagger`
@@ -48,7 +52,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 from training import rewards as R
 from training.config import parse_args
-from training.errors import TrainingConfigError
+from training.errors import TrainingConfigError, TrainingDataError
 
 __all__ = [
     "GRPOConfig",
@@ -108,6 +112,11 @@ class GRPOConfig:
     )
     tag_top_k: int = field(default=1, metadata={"help": "Text observations: tags per frame."})
     verify: bool = field(default=True, metadata={"help": "Run the frames-only re-answer (the CSV reward's input)."})
+    filter_uniform_frames: int = field(
+        default=0,
+        metadata={"help": "TimeSearch-R's stage-1 data filter (training.filtering): before training, drop the prompts "
+                  "the starting policy answers right from this many uniform frames alone (paper: 4; 0: off)."},
+    )
     reward_set: str = field(
         default="timesearch_v7", metadata={"help": "Reward functions: timesearch_v7 = format, accuracy, CSV."}
     )
@@ -197,6 +206,8 @@ class GRPOConfig:
             raise TrainingConfigError(f"tag_top_k must be >= 1, got {self.tag_top_k}")
         if self.preview_frames < 0:
             raise TrainingConfigError(f"preview_frames must be >= 0, got {self.preview_frames}")
+        if self.filter_uniform_frames < 0:
+            raise TrainingConfigError(f"filter_uniform_frames must be >= 0 (0: no filter), got {self.filter_uniform_frames}")
         if self.reward_set not in REWARD_SETS:
             raise TrainingConfigError(f"unknown reward_set {self.reward_set!r}; valid: {', '.join(REWARD_SETS)}")
         n = len(REWARD_SETS[self.reward_set][0])
@@ -365,10 +376,12 @@ def ManifestCallback(policy: Any, config: GRPOConfig):
 
 @dataclass
 class GRPOResult:
-    """What a run produced: the final policy folder and TRL's log history (one dict per log)."""
+    """What a run produced: the final policy folder, TRL's log history (one dict per log) and,
+    with ``filter_uniform_frames``, the data filter's :class:`~training.filtering.FilterReport`."""
 
     output_dir: Path
     log_history: list[dict[str, Any]]
+    filter_report: Any = None
 
     @property
     def rewards(self) -> list[float]:
@@ -461,6 +474,21 @@ def build_trainer(
             "them in the tool role, so only tool_role 'tool' policies can be trained here"
         )
     data = list(rows) if rows is not None else load_prompts(config.data)
+    report = None
+    if config.filter_uniform_frames:  # TimeSearch-R stage 1, with the policy about to be trained (greedy)
+        from training.filtering import visual_dependency_filter
+
+        was_training = policy.model.training
+        policy.model.eval()
+        try:
+            report = visual_dependency_filter(policy, searcher, data, num_frames=config.filter_uniform_frames,
+                                              max_new_tokens=config.max_new_tokens, progress=True)
+        finally:
+            policy.model.train(was_training)
+        if not report.kept:
+            raise TrainingDataError(f"filter_uniform_frames {config.filter_uniform_frames}: the policy answers every "
+                                    f"one of the {len(data)} prompts from uniform frames alone; give harder prompts or 0")
+        data = report.kept
     overrides = dict(trl_overrides or {})
     if reward_funcs is None:
         funcs = list(REWARD_SETS[config.reward_set][0])
@@ -526,6 +554,7 @@ def build_trainer(
         callbacks=[ManifestCallback(policy, config)],
     )
     verifier.bind(trainer)
+    trainer.filter_report = report
     from training.replay import make_replay_buffer
 
     trainer.replay_buffer = make_replay_buffer(
@@ -580,7 +609,7 @@ def train_grpo(
                 f"{config.observation} observations",
                 **config.manifest_updates(),
             )
-    return GRPOResult(out, list(trainer.state.log_history))
+    return GRPOResult(out, list(trainer.state.log_history), getattr(trainer, "filter_report", None))
 
 
 def _run(argv: Optional[Sequence[str]]) -> GRPOResult:
