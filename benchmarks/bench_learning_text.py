@@ -26,9 +26,9 @@ mode (:mod:`agent_tools.observations`) and the project's trainers:
    returns the preview and every search as the same text lines the graph shows, and the CSV
    re-answer reads the recorded frames as text) on the GRPO videos' questions that are answerable
    from their search (the best line names the answer's colour, the SFT demonstrations' test;
-   TimeSearch-R likewise keeps RL samples answerable from the right frames) and, per seed, not
-   answered right by that seed's SFT policy from 4 uniform frames alone (``--grpo-filter-frames``:
-   TimeSearch-R's stage-1 visual-dependency filter, :mod:`training.filtering`) with TimeSearch-R's v7
+   TimeSearch-R likewise keeps RL samples answerable from the right frames; ``--grpo-filter-frames 4``
+   also drops, per seed, those its SFT policy answers from 4 uniform frames alone: TimeSearch-R's
+   stage-1 filter, :mod:`training.filtering`, off by default, see benchmarks/README.md) with TimeSearch-R's v7
    rewards (format 1.0, accuracy 0.5, CSV 0.5; ``training.rewards``), 1 prompt x 8 rollouts per
    step at temperature 1.0 (TimeSearch-R's G = 8 and TRL's default temperature, which its
    ``train.sh`` keeps) and TimeSearch-R's ``dapo`` replay buffer (a step whose groups all score
@@ -491,9 +491,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--grpo-temperature", type=float, default=1.0,
                    help="rollout temperature (TimeSearch-R's train.sh sets none, so TRL's default 1.0 applies)")
     p.add_argument("--grpo-beta", type=float, default=0.0, help="KL coefficient (0: no reference model, one forward less)")
-    p.add_argument("--grpo-filter-frames", type=int, default=4,
+    p.add_argument("--grpo-filter-frames", type=int, default=0,
                    help="TimeSearch-R's stage-1 filter: drop the GRPO prompts the SFT policy answers right from this "
-                        "many uniform frames alone (paper: 4; 0: off)")
+                        "many uniform frames alone (paper: 4; 0: off, the default: on these 15 prompts it left 7-8 and "
+                        "seed 0 half its steps without a gradient, benchmarks/README.md)")
     p.add_argument("--grpo-replay", choices=("none", "dapo", "ssr"), default="dapo",
                    help="replay buffer for steps whose groups all score alike (TimeSearch-R: dapo)")
     p.add_argument("--eval-batch", type=int, default=6,

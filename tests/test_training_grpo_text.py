@@ -168,8 +168,9 @@ def test_text_recipe_checks(tmp_path, searcher):
     rollouts = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
     assert (cfg.num_generations, rollouts // cfg.num_generations, cfg.temperature) == (8, 1, 1.0)
     assert (cfg.learning_rate, cfg.replay_buffer) == (3e-4, "dapo")
-    # TimeSearch-R's stage-1 data filter with the paper's 4 uniform frames (paper appendix B.1; no code ships)
-    assert cfg.filter_uniform_frames == 4
+    # TimeSearch-R's stage-1 data filter (paper appendix B.1) is off here: on the benchmark's 15 prompts it
+    # left 7-8 and seed 0 replayed 4 of 8 steps (benchmarks/README.md); tests/test_training_filtering.py covers it
+    assert cfg.filter_uniform_frames == 0
 
 
 @pytest.mark.slow

@@ -489,6 +489,7 @@ def build_trainer(
             raise TrainingDataError(f"filter_uniform_frames {config.filter_uniform_frames}: the policy answers every "
                                     f"one of the {len(data)} prompts from uniform frames alone; give harder prompts or 0")
         data = report.kept
+        print(f"filter_uniform_frames {config.filter_uniform_frames}: {report.summary()}", flush=True)
     overrides = dict(trl_overrides or {})
     if reward_funcs is None:
         funcs = list(REWARD_SETS[config.reward_set][0])
