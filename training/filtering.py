@@ -16,6 +16,8 @@ ships the filtered data, not the filter, so the rule below follows the paper's t
   ``threshold`` by :func:`training.rewards.score_answer`, the accuracy reward's rule) are dropped.
   Returns a :class:`FilterReport`.
 
+- :func:`filter_before_training` - what ``training.grpo.build_trainer`` runs: the filter with
+  the model in eval mode (back in training mode after), refusing to leave no prompt.
 - :func:`main` - ``python -m training.filtering PROMPTS.jsonl --policy DIR|URL --encoder NAME --out
   KEPT.jsonl``: the same over a prompt file with any policy :func:`agent_tools.policies.load_policy`
   loads, a checkpoint or an OpenAI-compatible endpoint (a vLLM server, for a 7B model on GPUs);
@@ -42,7 +44,7 @@ from typing import Any, Optional, Sequence
 
 from training.errors import TrainingDataError
 
-__all__ = ["FilterReport", "main", "uniform_frame_answer", "visual_dependency_filter"]
+__all__ = ["FilterReport", "filter_before_training", "main", "uniform_frame_answer", "visual_dependency_filter"]
 
 
 @dataclass
@@ -173,6 +175,34 @@ def visual_dependency_filter(
     return report
 
 
+def filter_before_training(
+    policy: Any, searcher: Any, rows: Sequence[Any], *, num_frames: int, max_new_tokens: Optional[int] = None
+) -> tuple[list[Any], FilterReport]:
+    """:func:`visual_dependency_filter` on the policy about to be trained (greedy, eval mode); prints the summary.
+
+    Returns:
+        ``(kept rows, report)``.
+
+    Raises:
+        TrainingDataError: When the policy answers every prompt from the uniform frames (nothing left to train on).
+    """
+    model = getattr(policy, "model", None)
+    was_training = bool(getattr(model, "training", False))
+    if model is not None:
+        model.eval()
+    try:
+        report = visual_dependency_filter(policy, searcher, rows, num_frames=num_frames, max_new_tokens=max_new_tokens,
+                                          progress=True)
+    finally:
+        if model is not None:
+            model.train(was_training)
+    if not report.kept:
+        raise TrainingDataError(f"filter_uniform_frames {num_frames}: the policy answers every one of the {len(rows)} "
+                                "prompts from uniform frames alone; give harder prompts or set it to 0")
+    print(f"filter_uniform_frames {num_frames}: {report.summary()}", flush=True)
+    return report.kept, report
+
+
 def _text_tagger(policy: Any, searcher: Any, vocabulary: Optional[str], top_k: int) -> Any:
     """A text-only policy's tagger: ``vocabulary`` ('world' or a file of one tag per line), else its manifest's."""
     from agent_tools.observations import EncoderTagger, world_vocabulary
@@ -183,7 +213,10 @@ def _text_tagger(policy: Any, searcher: Any, vocabulary: Optional[str], top_k: i
     elif vocabulary:
         from pathlib import Path
 
-        vocab = [line.strip() for line in Path(vocabulary).read_text().splitlines() if line.strip()]
+        path = Path(vocabulary)
+        if not path.is_file():
+            raise TrainingDataError(f"--tag-vocabulary {vocabulary!r} is neither 'world' nor a file of one tag per line")
+        vocab = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     else:
         vocab = list(getattr(manifest, "tag_vocabulary", None) or [])
         top_k = int(getattr(manifest, "tag_top_k", None) or top_k)
@@ -219,7 +252,12 @@ def _run(argv: Optional[Sequence[str]]) -> FilterReport:
     path = Path(a.prompts)
     raw = [row for _, row in iter_jsonl(path)]
     rows = load_prompts(path)  # validated, video paths resolved against the file's folder
-    searcher = build_searcher(a.encoder, cache_dir=a.cache_dir, device="cpu" if a.device == "auto" else a.device)
+    device = a.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    searcher = build_searcher(a.encoder, cache_dir=a.cache_dir, device=device)
     policy = load_policy(a.policy, model=a.model, device=a.device, **({"text_only": True} if a.observation == "text" else {}))
     if getattr(policy, "text_only", False) and getattr(policy, "tagger", None) is None:
         policy.tagger = _text_tagger(policy, searcher, a.tag_vocabulary, a.tag_top_k)

@@ -52,7 +52,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 from training import rewards as R
 from training.config import parse_args
-from training.errors import TrainingConfigError, TrainingDataError
+from training.errors import TrainingConfigError
 
 __all__ = [
     "GRPOConfig",
@@ -475,21 +475,11 @@ def build_trainer(
         )
     data = list(rows) if rows is not None else load_prompts(config.data)
     report = None
-    if config.filter_uniform_frames:  # TimeSearch-R stage 1, with the policy about to be trained (greedy)
-        from training.filtering import visual_dependency_filter
+    if config.filter_uniform_frames:  # TimeSearch-R stage 1, with the policy about to be trained
+        from training.filtering import filter_before_training
 
-        was_training = policy.model.training
-        policy.model.eval()
-        try:
-            report = visual_dependency_filter(policy, searcher, data, num_frames=config.filter_uniform_frames,
-                                              max_new_tokens=config.max_new_tokens, progress=True)
-        finally:
-            policy.model.train(was_training)
-        if not report.kept:
-            raise TrainingDataError(f"filter_uniform_frames {config.filter_uniform_frames}: the policy answers every "
-                                    f"one of the {len(data)} prompts from uniform frames alone; give harder prompts or 0")
-        data = report.kept
-        print(f"filter_uniform_frames {config.filter_uniform_frames}: {report.summary()}", flush=True)
+        data, report = filter_before_training(policy, searcher, data, num_frames=config.filter_uniform_frames,
+                                              max_new_tokens=config.max_new_tokens)
     overrides = dict(trl_overrides or {})
     if reward_funcs is None:
         funcs = list(REWARD_SETS[config.reward_set][0])
