@@ -15,7 +15,6 @@ ships the filtered data, not the filter, so the rule below follows the paper's t
 - :func:`visual_dependency_filter` - that for every prompt row; rows answered right (score >=
   ``threshold`` by :func:`training.rewards.score_answer`, the accuracy reward's rule) are dropped.
   Returns a :class:`FilterReport`.
-
 - :func:`filter_before_training` - what ``training.grpo.build_trainer`` runs: the filter with
   the model in eval mode (back in training mode after), refusing to leave no prompt.
 - :func:`main` - ``python -m training.filtering PROMPTS.jsonl --policy DIR|URL --encoder NAME --out
@@ -28,7 +27,9 @@ paper's 4), with the policy it is about to train: the filter asks "can *this* po
 without searching", which for a text-only model trained from a small base is the SFT start (the
 base model does not yet answer in the protocol, so it would drop nothing). On several GPUs,
 filter once with :func:`main` and train on its output instead: inside ``build_trainer`` every
-rank would answer every prompt with the policy still on the CPU.
+rank would answer every prompt with the policy still on the CPU. Measured on the SmolLM2 text
+benchmark (``benchmarks/README.md``): it dropped 7-8 of 15 prompts per seed and did not give the
+remaining steps more gradient, so that recipe leaves it off.
 
 Usage::
 
