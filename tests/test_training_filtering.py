@@ -107,8 +107,9 @@ def test_command_line_writes_the_kept_rows_as_read_and_a_report(tmp_path, clip20
 
 # ------------------------------------------------------------------ inside GRPO's build_trainer
 
-trl = pytest.importorskip("trl")
-pytest.importorskip("peft")
+def _needs_trl():
+    pytest.importorskip("trl")
+    pytest.importorskip("peft")
 
 
 def _cfg(tmp_path, **kw):
@@ -123,6 +124,7 @@ def _cfg(tmp_path, **kw):
 
 
 def test_build_trainer_trains_on_the_kept_prompts_only(tmp_path, searcher, clip20, monkeypatch):
+    _needs_trl()
     import training.filtering as F
     from tests.agent_fakes import tiny_policy_path
     from training.common import load_trainable_policy
@@ -153,6 +155,7 @@ def test_build_trainer_trains_on_the_kept_prompts_only(tmp_path, searcher, clip2
 
 def test_build_trainer_runs_the_filter_with_the_real_policy(tmp_path, searcher, clip20):
     """No patch: the untrained tiny model answers from the 4 uniform frames (gibberish, so the prompt stays)."""
+    _needs_trl()
     from tests.agent_fakes import tiny_policy_path
     from training.common import load_trainable_policy
     from training.grpo import build_trainer
