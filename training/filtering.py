@@ -204,24 +204,16 @@ def filter_before_training(
     return report.kept, report
 
 
-def _text_tagger(policy: Any, searcher: Any, vocabulary: Optional[str], top_k: int) -> Any:
-    """A text-only policy's tagger: ``vocabulary`` ('world' or a file of one tag per line), else its manifest's."""
-    from agent_tools.observations import EncoderTagger, world_vocabulary
+def _text_tagger(policy: Any, searcher: Any, vocabulary: Optional[str], top_k: Optional[int]) -> Any:
+    """A text-only policy's tagger: over ``vocabulary`` (``videoseek ask``'s ``--vocabulary``), else its manifest's."""
+    from agent_tools.agent_cli import read_vocabulary
+    from agent_tools.observations import EncoderTagger
 
     manifest = getattr(policy, "manifest", None)
-    if vocabulary == "world":
-        vocab = world_vocabulary()
-    elif vocabulary:
-        from pathlib import Path
-
-        path = Path(vocabulary)
-        if not path.is_file():
-            raise TrainingDataError(f"--tag-vocabulary {vocabulary!r} is neither 'world' nor a file of one tag per line")
-        vocab = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    else:
-        vocab = list(getattr(manifest, "tag_vocabulary", None) or [])
-        top_k = int(getattr(manifest, "tag_top_k", None) or top_k)
-    return EncoderTagger(searcher, vocab, top_k=top_k) if vocab else None
+    if top_k is None:
+        top_k = int(getattr(manifest, "tag_top_k", None) or 1)
+    vocab = read_vocabulary(vocabulary) if vocabulary else getattr(manifest, "tag_vocabulary", None)
+    return EncoderTagger(searcher, list(vocab), top_k=top_k) if vocab else None
 
 
 def _run(argv: Optional[Sequence[str]]) -> FilterReport:
@@ -245,8 +237,9 @@ def _run(argv: Optional[Sequence[str]]) -> FilterReport:
     ap.add_argument("--max-new-tokens", type=int, default=None, help="tokens per answer (default: the policy's)")
     ap.add_argument("--observation", choices=("images", "text"), default=None,
                     help="text: frames as text lines (default: as the policy's manifest says)")
-    ap.add_argument("--tag-vocabulary", default=None, help="text observations: 'world' or a file of tags (default: the manifest's)")
-    ap.add_argument("--tag-top-k", type=int, default=1)
+    ap.add_argument("--vocabulary", default=None,
+                    help="text observations: zero-shot tags, 'world' or a file of one tag per line (default: the manifest's)")
+    ap.add_argument("--tags", type=int, default=None, help="text observations: tags per frame (default: the manifest's, else 1)")
     ap.add_argument("--out", required=True, help="JSONL of the kept prompts (rows written as read)")
     ap.add_argument("--report", default=None, help="JSON of every answer, score and shown timestamps")
     a = ap.parse_args(argv)
@@ -261,7 +254,7 @@ def _run(argv: Optional[Sequence[str]]) -> FilterReport:
     searcher = build_searcher(a.encoder, cache_dir=a.cache_dir, device=device)
     policy = load_policy(a.policy, model=a.model, device=a.device, **({"text_only": True} if a.observation == "text" else {}))
     if getattr(policy, "text_only", False) and getattr(policy, "tagger", None) is None:
-        policy.tagger = _text_tagger(policy, searcher, a.tag_vocabulary, a.tag_top_k)
+        policy.tagger = _text_tagger(policy, searcher, a.vocabulary, a.tags)
     report = visual_dependency_filter(policy, searcher, rows, num_frames=a.frames, threshold=a.threshold,
                                       max_new_tokens=a.max_new_tokens, progress=True)
     out = Path(a.out)

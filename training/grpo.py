@@ -600,7 +600,7 @@ def train_grpo(
                 f"{config.observation} observations",
                 **config.manifest_updates(),
             )
-    return GRPOResult(out, list(trainer.state.log_history), getattr(trainer, "filter_report", None))
+    return GRPOResult(out, list(trainer.state.log_history), trainer.filter_report)
 
 
 def _run(argv: Optional[Sequence[str]]) -> GRPOResult:
