@@ -83,10 +83,10 @@ def _run(mode: str, index_dir: str, files: list[str]) -> None:
 
         catalog_mod.Catalog.commit_indexed = commit
     if mode == "during_shard_write":
-        from agent_tools.corpus import builder as builder_mod
+        from agent_tools.corpus import updating as updating_mod
         from agent_tools.corpus._io import TMP_SUFFIX
 
-        real_write = builder_mod.atomic_write
+        real_write = updating_mod.atomic_write
         shard_calls = {"n": 0}
 
         def torn_shard(path, writer):
@@ -97,7 +97,7 @@ def _run(mode: str, index_dir: str, files: list[str]) -> None:
                 crash()
             return real_write(path, writer)
 
-        builder_mod.atomic_write = torn_shard
+        updating_mod.atomic_write = torn_shard
     if mode == "during_vector_save":
 
         def torn_write(index, path):

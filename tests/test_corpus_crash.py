@@ -160,7 +160,7 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path, videos):
 
 
 def test_concurrent_update_is_refused(tmp_path, videos):
-    from agent_tools.corpus.builder import _WriteLock
+    from agent_tools.corpus.updating import _WriteLock
     from agent_tools.errors import InvalidArgumentError
 
     idx = CorpusIndex.open(tmp_path / "index", HashEncoder(), store=HashStore())

@@ -8,8 +8,13 @@ Map of the package:
 - :mod:`.vector_index` - :class:`VectorIndex`, FAISS main index (exact / IVF / HNSW, chosen
   automatically or by flag) plus a small exact delta index, so adding a video never rebuilds.
 - :mod:`.builder` - :class:`CorpusIndex`: ``open`` (``read_only=True`` memory-maps a large
-  index for search-only use), incremental/resumable/crash-safe ``update``, ``list_videos``,
-  ``get_video``, ``status``, ``remove``, ``ingest`` (precomputed embeddings); per-video shards.
+  index for search-only use), reconcile with the catalog, ``list_videos``, ``get_video``,
+  ``status``, cached shard reads.
+- :mod:`.updating` - its write path (:class:`IndexWriter`, a mixin of :class:`CorpusIndex`):
+  incremental/resumable/crash-safe ``update``, ``remove``, ``ingest`` (precomputed embeddings),
+  ``rebuild_vectors``, :class:`BuildProgress` events.
+- :mod:`.shards` - :class:`Shard` (one video's stored frames and segment vectors),
+  :func:`segment_windows`, :func:`pool_segments`.
 - :mod:`.moments` - :class:`MomentSearcher`: video retrieval over segment vectors, then
   variable-length moment localisation from frame-level similarity.
 - :mod:`.cli` - ``register(app)`` adds ``videoseek index`` and ``videoseek search`` to a Typer app.
