@@ -99,3 +99,49 @@ def test_demonstrated_protocol_scores_the_questions_the_demonstrations_keep(worl
     assert len(ref["correct"]) == len(questions) and sum(ref["correct"]) == len(kept) == len(questions) - dropped
     kept_keys = {(t.question, t.video) for t in kept}
     assert ref["correct"] == [(q["question"], q["video"]) in kept_keys for q in questions]
+
+
+def _eval(correct):
+    return {"correct": correct, "answered": 1.0, "accuracy": sum(correct) / len(correct)}
+
+
+def _run_folder(folder, grpo, sft=None, rewards=(1.0, 2.0)):
+    """A results folder with one seed ("0"): views as the proof writes them."""
+    import json
+
+    folder.mkdir()
+    sft = sft or {}
+    (folder / "learning_text.json").write_text(json.dumps({"sft": {"0": {
+        "eval": _eval(sft.get("greedy_12", [False])),
+        "grpo": {"eval": _eval(grpo["greedy_12"]), "rewards": list(rewards), "frac_reward_zero_std": [0.0, 1.0]}}}}))
+    for view, name in (("greedy_39", "learning_text_fresh_world.json"), ("sampled_12x4", "learning_proof_sampled.json"),
+                       ("sampled_39x2", "learning_text_sampled_fresh_world.json")):
+        ck = {"grpo0": _eval(grpo[view])}
+        if view in sft:
+            ck["sft0"] = _eval(sft[view])
+        (folder / name).write_text(json.dumps({"checkpoints": ck}))
+
+
+def test_collate_grpo_steps_pools_each_view_per_step_from_one_sft_start(tmp_path, capsys):
+    import collate_grpo_steps as C
+
+    T, F = True, False
+    sft = {"greedy_12": [T, F, F], "greedy_39": [F, F], "sampled_12x4": [T, F, F, F], "sampled_39x2": [F, F]}
+    _run_folder(tmp_path / "r8", {"greedy_12": [T, T, F], "greedy_39": [T, F], "sampled_12x4": [T, T, F, F],
+                                  "sampled_39x2": [T, F]}, sft=sft)
+    _run_folder(tmp_path / "r16", {"greedy_12": [T, T, T], "greedy_39": [T, T], "sampled_12x4": [T, T, T, F],
+                                   "sampled_39x2": [T, T]}, rewards=(0.5, 1.5, 2.0, 2.0))
+    res = C.main(["--run", f"16={tmp_path / 'r16'}", "--run", f"8={tmp_path / 'r8'}", "--out", str(tmp_path / "c")])
+    seed = res["seeds"]["0"]
+    assert res["steps"] == [0, 8, 16]
+    # hand-counted: greedy 12 + 39 = 5 questions; sampled 4 + 2 = 6 episodes; step 0 from the 8-step run's SFT
+    assert seed["greedy_51"] == {"0": [1, 5], "8": [3, 5], "16": [5, 5]}
+    assert seed["sampled_126"] == {"0": [1, 6], "8": [3, 6], "16": [5, 6]}
+    assert seed["rewards_16"] == [0.5, 1.5, 2.0, 2.0]
+    assert (tmp_path / "c.json").is_file() and (tmp_path / "c.png").stat().st_size > 0
+    assert "| 0 | 1 -> 3 -> 5 | 1 -> 3 -> 5 | 1 of 2 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        C.main(["--run", f"x={tmp_path / 'r8'}", "--out", str(tmp_path / "d")])
+    with pytest.raises(SystemExit, match="learning_proof_sampled.json"):
+        (tmp_path / "r8" / "learning_proof_sampled.json").unlink()
+        C.main(["--run", f"8={tmp_path / 'r8'}", "--out", str(tmp_path / "d")])
