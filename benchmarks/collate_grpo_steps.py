@@ -50,6 +50,8 @@ def _evals(folder: Path, view: str, seed: str) -> dict[str, dict[str, Any]]:
         run = data["sft"][seed]
         return {"sft": run["eval"], "grpo": run["grpo"]["eval"]}
     ck = data["checkpoints"]
+    if f"grpo{seed}" not in ck:
+        raise SystemExit(f"{path} has no checkpoint grpo{seed} (it holds {', '.join(ck)})")
     return {"sft": ck.get(f"sft{seed}"), "grpo": ck[f"grpo{seed}"]}
 
 
@@ -62,6 +64,9 @@ def collate(runs: dict[int, Path]) -> dict[str, Any]:
         rec: dict[str, Any] = {}
         for view in VIEWS:
             points = {0: _evals(runs[steps[0]], view, seed)["sft"]}
+            if points[0] is None:
+                raise SystemExit(f"{runs[steps[0]] / VIEWS[view]} has no checkpoint sft{seed}: the first run "
+                                 "(fewest steps) must hold the SFT start")
             points.update({k: _evals(runs[k], view, seed)["grpo"] for k in steps})
             rec[view] = {str(k): [int(sum(bool(x) for x in e["correct"])), len(e["correct"])] for k, e in points.items()}
             rec[view + "_answered"] = {str(k): e["answered"] for k, e in points.items()}

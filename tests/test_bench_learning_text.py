@@ -142,6 +142,8 @@ def test_collate_grpo_steps_pools_each_view_per_step_from_one_sft_start(tmp_path
     assert "| 0 | 1 -> 3 -> 5 | 1 -> 3 -> 5 | 1 of 2 |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         C.main(["--run", f"x={tmp_path / 'r8'}", "--out", str(tmp_path / "d")])
+    with pytest.raises(SystemExit, match="no checkpoint sft0"):  # the SFT start must come first
+        C.main(["--run", f"8={tmp_path / 'r16'}", "--run", f"16={tmp_path / 'r8'}", "--out", str(tmp_path / "d")])
     with pytest.raises(SystemExit, match="learning_proof_sampled.json"):
         (tmp_path / "r8" / "learning_proof_sampled.json").unlink()
         C.main(["--run", f"8={tmp_path / 'r8'}", "--out", str(tmp_path / "d")])

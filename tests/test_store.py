@@ -213,8 +213,10 @@ def test_entry_lock_is_filelock(tmp_path, clip20, tiny_encoder, monkeypatch):
     FrameEmbeddingStore(tmp_path, tiny_encoder).get(clip20)
     assert used and used[0].endswith(".lock")
     import agent_tools.corpus.builder as builder
+    import agent_tools.corpus.updating as updating  # the index's write lock lives here
 
     assert "fcntl" not in store_mod.__dict__ and "fcntl" not in builder.__dict__
+    assert "fcntl" not in updating.__dict__ and updating.FileLock is filelock.FileLock
 
 
 def test_threads_reading_an_entry_parse_npy_headers_one_at_a_time(tmp_path, clip20, tiny_encoder, monkeypatch):
