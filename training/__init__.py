@@ -17,7 +17,8 @@ Map:
 - :mod:`training.sft` - :class:`SFTConfig`, :func:`train_sft`; ``python -m training.sft``.
 - :mod:`training.grpo` - :class:`GRPOConfig`, :func:`build_trainer` (TRL's ``GRPOTrainer`` with the
   CSV environment of :mod:`training.csv_env`), :func:`train_grpo`, :func:`group_advantages`;
-  ``python -m training.grpo``.
+  ``python -m training.grpo``; the recipe (:class:`GRPOConfig`, ``REWARD_SETS``, ``trl_config``) is
+  :mod:`training.grpo_config`, re-exported there.
 - :mod:`training.filtering` - TimeSearch-R's stage-1 RL data filter:
   :func:`visual_dependency_filter` drops the prompts a policy answers from 4 uniform frames alone.
 - :mod:`training.judge` - the LLM judge for open-ended answers (any LangChain chat model or an
