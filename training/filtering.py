@@ -221,6 +221,7 @@ def _run(argv: Optional[Sequence[str]]) -> FilterReport:
     import json
     from pathlib import Path
 
+    from agent_tools.corpus._io import atomic_write
     from agent_tools.policies import load_policy
     from training.common import build_searcher
     from training.data import iter_jsonl, load_prompts
@@ -259,14 +260,13 @@ def _run(argv: Optional[Sequence[str]]) -> FilterReport:
                                       max_new_tokens=a.max_new_tokens, progress=True)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
     keep = [r for r, ans in zip(raw, report.answers) if ans["score"] < a.threshold]
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-    tmp.replace(out)  # a crash never leaves half a prompt file
+    # a crash never leaves half a prompt file (temporary file, fsync, rename: the index's own writer)
+    atomic_write(out, lambda tmp: tmp.write_text("".join(json.dumps(r) + "\n" for r in keep)))
     if a.report:
-        Path(a.report).write_text(json.dumps({"prompts": str(path), "policy": a.policy, "num_frames": a.frames,
-                                              "threshold": a.threshold, "kept": len(report.kept),
-                                              "dropped": len(report.dropped), "answers": report.answers}, indent=1))
+        text = json.dumps({"prompts": str(path), "policy": a.policy, "num_frames": a.frames, "threshold": a.threshold,
+                           "kept": len(report.kept), "dropped": len(report.dropped), "answers": report.answers}, indent=1)
+        atomic_write(Path(a.report), lambda tmp: tmp.write_text(text))
     print(f"{report.summary()} -> {out}")
     return report
 
