@@ -7,6 +7,8 @@ Map of the package:
   ``(video_id, start, end)``). The source of truth.
 - :mod:`.vector_index` - :class:`VectorIndex`, FAISS main index (exact / IVF / HNSW, chosen
   automatically or by flag) plus a small exact delta index, so adding a video never rebuilds.
+- :mod:`.faiss_util` - its stateless helpers: :func:`index_ids`, :func:`ivf_nlist`, the
+  ``checksums.json`` digests of the FAISS files.
 - :mod:`.builder` - :class:`CorpusIndex`: ``open`` (``read_only=True`` memory-maps a large
   index for search-only use), reconcile with the catalog, ``list_videos``, ``get_video``,
   ``status``, cached shard reads.

@@ -38,12 +38,14 @@ Usage::
     vi.add(ids, vecs); vi.merge()               # or let add() merge when the delta is full
     scores, ids = vi.search(queries, k=10)
     vi.save(folder); vi = VectorIndex.load(folder, dim=512)
+
+Modules: this one holds :class:`VectorIndex` and its tuning constants; the stateless FAISS and
+checksum helpers (:func:`index_ids`, :func:`ivf_nlist`, ``checksums.json`` reading and writing)
+are :mod:`agent_tools.corpus.faiss_util`. Every name is re-exported here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import time
@@ -54,6 +56,18 @@ import faiss
 import numpy as np
 
 from agent_tools.corpus._io import atomic_write
+from agent_tools.corpus.faiss_util import (
+    CHECKSUM_FILE,  # noqa: F401  (re-exported)
+    _as_f32,
+    _digest,
+    _ivf_contents,
+    _kind_of,
+    _new_flat,
+    _read_sums,
+    _write_sums,
+    index_ids,
+    ivf_nlist,
+)
 from agent_tools.errors import IndexCorruptError, InvalidArgumentError
 
 __all__ = [
@@ -85,98 +99,6 @@ SINGLE_THREAD_NQ = 4
 """Searches with at most this many queries run on one OpenMP thread (lower latency)."""
 MAIN_FILE = "main.faiss"
 DELTA_FILE = "delta.faiss"
-CHECKSUM_FILE = "checksums.json"
-
-
-def _digest(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _read_sums(folder: Path) -> dict:
-    p = folder / CHECKSUM_FILE
-    if not p.exists():
-        return {}
-    try:
-        sums = json.loads(p.read_text())
-        if not isinstance(sums, dict):
-            raise ValueError("not an object")
-        return sums
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise IndexCorruptError(f"{p} is damaged ({exc}); the vector index will be rebuilt from shards") from exc
-
-
-def _write_sums(folder: Path, names: list[str]) -> None:
-    try:
-        sums = _read_sums(folder)
-    except IndexCorruptError:
-        sums = {}
-    for name in names:
-        p = folder / name
-        sums[name] = {"size": p.stat().st_size, "blake2b": _digest(p)}
-    data = json.dumps(sums, indent=1).encode()
-    atomic_write(folder / CHECKSUM_FILE, lambda t: Path(t).write_bytes(data))
-
-
-def ivf_nlist(n: int) -> int:
-    """Number of IVF lists for ``n`` vectors: ``4·√n``, at least 16, at most ``n // 39``."""
-    return int(max(16, min(round(4 * math.sqrt(max(n, 1))), max(16, n // 39))))
-
-
-def _ivf_contents(
-    index: faiss.Index, dim: int, with_vectors: bool
-) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    """Ids (and, for an ``IndexIVFFlat``, the stored vectors) of an IVF index, list by list."""
-    ivf = faiss.extract_index_ivf(index)
-    inv = ivf.invlists
-    id_parts, x_parts = [], []
-    for lst in range(ivf.nlist):
-        size = inv.list_size(lst)
-        if size:
-            id_parts.append(faiss.rev_swig_ptr(inv.get_ids(lst), size).copy())
-            if with_vectors:
-                codes = faiss.rev_swig_ptr(inv.get_codes(lst), size * inv.code_size).copy()
-                x_parts.append(codes.view(np.float32).reshape(size, dim))
-    ids = np.concatenate(id_parts).astype(np.int64) if id_parts else np.zeros(0, dtype=np.int64)
-    if not with_vectors:
-        return ids, None
-    return ids, np.concatenate(x_parts) if x_parts else np.zeros((0, dim), dtype=np.float32)
-
-
-def index_ids(index: Optional[faiss.Index]) -> np.ndarray:
-    """The int64 ids stored in an index built by this module (any kind)."""
-    if index is None or index.ntotal == 0:
-        return np.zeros(0, dtype=np.int64)
-    if isinstance(index, faiss.IndexIDMap2) or hasattr(index, "id_map"):
-        return faiss.vector_to_array(index.id_map).astype(np.int64)
-    return _ivf_contents(index, index.d, with_vectors=False)[0]
-
-
-def _kind_of(index: Optional[faiss.Index]) -> Optional[str]:
-    if index is None:
-        return None
-    inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else index
-    if isinstance(inner, faiss.IndexHNSW):
-        return "hnsw"
-    if isinstance(inner, faiss.IndexIVF):
-        return "ivf"
-    return "flat"
-
-
-def _as_f32(x: np.ndarray, dim: int) -> np.ndarray:
-    x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
-    if x.ndim == 1:
-        x = x[None, :]
-    if x.ndim != 2 or x.shape[1] != dim:
-        raise InvalidArgumentError(f"vectors must have shape (n, {dim}); got {x.shape}")
-    return x
-
-
-def _new_flat(dim: int) -> faiss.IndexIDMap2:
-    return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
 
 
 class VectorIndex:
