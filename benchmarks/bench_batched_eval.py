@@ -1,7 +1,7 @@
 """Batched episodes vs one by one: a SmolLM2 text policy over the world's held-out questions.
 
 The same questions run through the same text-mode temporal graph
-(:func:`bench_learning_text.evaluate`) once per ``--batch`` value, in this process: 1 is the
+(:func:`learning_text_tasks.evaluate`) once per ``--batch`` value, in this process: 1 is the
 baseline (one episode at a time, one sequence per ``generate``); N runs N episodes at a time
 with their turns generated as one left-padded batch per round
 (:class:`agent_tools.policies.BatchedPolicy`). Prints seconds, episodes per minute, the speed-up

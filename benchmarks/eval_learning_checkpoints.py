@@ -4,7 +4,7 @@
 question is 0.083. This script renders another world (``--world-seed``, default 1: videos,
 events and questions none of the checkpoints trained on), asks every colour question of its
 test split (``--test-videos`` videos, ~1.6 questions each) through the same text-mode graph and
-the same rule (:func:`bench_learning_text.evaluate`), and writes the figures per checkpoint.
+the same rule (:func:`learning_text_tasks.evaluate`), and writes the figures per checkpoint.
 
 Two more views of the same policies:
 
@@ -18,7 +18,7 @@ Two more views of the same policies:
   it flips.
 
 Every run also scores the reference ``demonstrated_protocol``: the SFT demonstrations' search
-and reading with no policy (:func:`bench_learning_text.demonstrated_protocol`).
+and reading with no policy (:func:`learning_text_tasks.demonstrated_protocol`).
 
 Usage::
 
