@@ -36,6 +36,10 @@ mode (:mod:`agent_tools.observations`) and the project's trainers:
    against the SFT start.
    The mean reward of every GRPO step is recorded (curve). ``eval_learning_checkpoints.py`` scores
    the saved policies on a larger held-out set (a fresh world's 39 questions).
+   ``--grpo-pool-videos N`` adds the questions of N train videos of a second world (seed
+   ``--grpo-pool-world``, never the proof's 0 or the fresh held-out world's 1) to GRPO's prompts,
+   under the same filter; ``--grpo-policy-steps`` saves the policy after those steps too
+   (``GRPOConfig.policy_steps``), so one run gives the held-out curve. Both off by default.
 
 Every held-out evaluation runs ``--eval-batch`` episodes at a time with their turns generated as
 one batch (:func:`agent_tools.policies.run_batched`; greedy, so the same turns as one by one).
@@ -120,6 +124,7 @@ def grpo_phase(policy: Any, searcher: Any, tagger: Any, train_q: list[dict[str, 
                      learning_rate=args.grpo_lr, warmup_steps=0,
                      lr_scheduler_type="constant", max_steps=args.grpo_steps, save_steps=10**6, seed=seed,
                      use_peft=True, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.0, lora_layers=args.lora_layers,
+                     policy_steps=list(args.grpo_policy_steps),
                      run_name=f"grpo-text-seed{seed}")
     policy.model.train()
     t1 = time.perf_counter()
@@ -280,6 +285,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         "seed 0 half its steps without a gradient, benchmarks/README.md)")
     p.add_argument("--grpo-replay", choices=("none", "dapo", "ssr"), default="dapo",
                    help="replay buffer for steps whose groups all score alike (TimeSearch-R: dapo)")
+    p.add_argument("--grpo-pool-videos", type=int, default=0,
+                   help="add to GRPO's prompts the colour questions of this many train videos of a second world "
+                        "(--grpo-pool-world), kept by the same answerable-from-search rule (0: none, the default)")
+    p.add_argument("--grpo-pool-world", type=int, default=2,
+                   help="seed of that second world (not 0, the proof's, nor 1, the fresh held-out world's)")
+    p.add_argument("--grpo-policy-steps", type=int, nargs="*", default=[],
+                   help="also save each seed's policy after these GRPO steps (WORK/grpo-seedS/policy-step-N)")
     p.add_argument("--eval-batch", type=int, default=6,
                    help="held-out episodes run at a time, their turns generated as one batch (1: one by one)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (one process; --parallel uses 1 per seed)")
@@ -292,6 +304,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     full = {"test": args.test_questions, "sft_steps": args.sft_steps, "seeds": list(args.seeds), "grpo_steps": args.grpo_steps}
     if args.reduced:
         args.test_questions, args.sft_steps, args.grpo_steps = 2, 8, min(args.grpo_steps, 3)
+    late = [n for n in args.grpo_policy_steps if not 1 <= n <= args.grpo_steps]
+    if late:
+        p.error(f"--grpo-policy-steps {late}: valid steps are 1..{args.grpo_steps} (--grpo-steps)")
     import torch
 
     # one thread: on 2 shared cores a 2-thread torch process slowed 10x whenever another process ran
@@ -307,10 +322,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     world = build_world(work, n_train=args.train_videos + args.grpo_videos, n_test=args.test_videos)
     encoder, searcher = _searcher(args, work)
-    for video in sorted((world / "videos").glob("*.mp4")):  # embed every video once, before any worker starts
-        searcher.embeddings(str(video))
+    pool = None
+    if args.grpo_pool_videos > 0:
+        if args.grpo_pool_world in (0, 1):
+            raise SystemExit(f"--grpo-pool-world {args.grpo_pool_world} is the proof's or the held-out world's seed: "
+                             "give another (default 2)")
+        pool = build_world(work / f"pool-s{args.grpo_pool_world}", n_train=args.grpo_pool_videos, n_test=1,
+                           seed=args.grpo_pool_world)
+    for folder in (world, pool) if pool else (world,):  # embed every video once, before any worker starts
+        for video in sorted((folder / "videos").glob("*.mp4")):
+            searcher.embeddings(str(video))
     tagger = EncoderTagger(searcher, world_vocabulary(), top_k=args.tags)
     sft_q, grpo_q = split_by_video(load_questions(world, "train", answers=args.answers), args.train_videos)
+    if pool:  # the second world's train questions join GRPO's (the same filter below applies to them)
+        grpo_q = grpo_q + load_questions(pool, "train", answers=args.answers)
     if args.grpo_steps > 0 and not grpo_q:
         raise SystemExit("--grpo-videos 0 leaves GRPO-CSV no prompts")
     test_q = load_questions(world, "test", args.test_questions, answers=args.answers)
@@ -358,7 +383,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     grpo_q_all, n_grpo = grpo_q, len(grpo_q)
     grpo_q = [q for q in grpo_q if (q["question"], q["video"]) in answerable]
     print(f"[bench] GRPO-CSV prompts: {len(grpo_q)} of the {n_grpo} questions of the other "
-          f"{len({q['video'] for q in grpo_q_all})} videos "
+          f"{len({q['video'] for q in grpo_q_all})} videos{' (second world included)' if pool else ''} "
           "(kept: the searched best frame's tag names the answer's colour)", flush=True)
     with open(work / "grpo_text_train.jsonl", "w") as fh:  # the prompts of training/configs/grpo_smollm2_text.json
         fh.writelines(json.dumps({"question": q["question"], "video": q["video"], "answer": q["answer"],

@@ -162,6 +162,10 @@ def test_recipe_maps_onto_trl_config(tmp_path):
         _cfg(tmp_path, trl_args={"beta": 0.1})
     with pytest.raises(TrainingConfigError, match="eval_data"):
         _cfg(tmp_path, eval_strategy="steps")
+    with pytest.raises(TrainingConfigError, match="policy_steps"):
+        _cfg(tmp_path, policy_steps=[0])
+    with pytest.raises(TrainingConfigError, match=r"after max_steps 1: valid 1\.\.1"):
+        _cfg(tmp_path, policy_steps=[2])
     recipe = json.loads((Path(__file__).parents[1] / "training/configs/grpo_tiny.json").read_text())
     tiny = GRPOConfig(**{k: v for k, v in recipe.items() if not k.startswith("_")})
     assert tiny.max_new_tokens >= 96  # a tool call is 61-75 tokens of the tiny tokenizer
@@ -193,7 +197,8 @@ def test_toy_grpo_raises_reward_changes_weights_and_saves_loadable_checkpoints(t
 
     start = build_tiny_policy_dir(tmp_path / "start")
     before = {k: v.clone() for k, v in load_policy(start, device="cpu").model.state_dict().items()}
-    cfg = toy_config(start, tmp_path / "cache", tmp_path / "toy", max_steps=8, learning_rate=0.005, save_steps=4)
+    cfg = toy_config(start, tmp_path / "cache", tmp_path / "toy", max_steps=8, learning_rate=0.005, save_steps=4,
+                     policy_steps=[4])
     tok = load_policy(start, device="cpu").tokenizer
     result = train_grpo(
         cfg,
@@ -215,3 +220,9 @@ def test_toy_grpo_raises_reward_changes_weights_and_saves_loadable_checkpoints(t
     assert "training.grpo" in m.notes and m.trained is False  # still random weights underneath
     mid = load_policy(tmp_path / "toy" / "checkpoint-4", device="cpu")  # a mid-run checkpoint loads too
     assert read_manifest(tmp_path / "toy" / "checkpoint-4").name.endswith("@4") and mid.manifest.max_turns == 1
+    # policy_steps: the policy after step 4, copied mid-run, is TRL's own step-4 checkpoint, not the final one
+    snap = load_policy(tmp_path / "toy" / "policy-step-4", device="cpu")
+    assert read_manifest(tmp_path / "toy" / "policy-step-4").name.endswith("@4") and snap.manifest.max_turns == 1
+    mid_sd, final_sd = mid.model.state_dict(), trained.model.state_dict()
+    assert all(torch.equal(v, mid_sd[k]) for k, v in snap.model.state_dict().items())
+    assert any(not torch.equal(v, final_sd[k]) for k, v in snap.model.state_dict().items())

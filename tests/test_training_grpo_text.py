@@ -213,6 +213,7 @@ def test_smollm2_text_grpo_csv_gives_advantages_and_a_loadable_changed_checkpoin
         lora_dropout=0.0,
         max_steps=2,
         save_steps=2,
+        policy_steps=[1, 2],
         seed=0,
     )
     policy.model.train()
@@ -229,3 +230,11 @@ def test_smollm2_text_grpo_csv_gives_advantages_and_a_loadable_changed_checkpoin
     assert m.observation == "text" and m.tag_vocabulary == VOCAB and m.max_turns == 2
     changed = [k for k, v in trained.model.state_dict().items() if k in start and not torch.equal(v, start[k])]
     assert len(changed) > 10, f"GRPO changed {len(changed)} of {len(start)} tensors"
+    # policy_steps: LoRA merged into a copy after each step; after the last step that is the final policy
+    final = trained.model.state_dict()
+    last = load_policy(tmp_path / "out" / "policy-step-2", device="cpu")
+    assert last.text_only and read_manifest(tmp_path / "out" / "policy-step-2").name.endswith("@2")
+    assert all(torch.allclose(v, final[k], atol=1e-6) for k, v in last.model.state_dict().items())
+    first = load_policy(tmp_path / "out" / "policy-step-1", device="cpu").model.state_dict()
+    assert any(not torch.equal(v, start[k]) for k, v in first.items() if k in start)  # step 1 trained already
+    assert any(not torch.allclose(v, final[k], atol=1e-6) for k, v in first.items())  # and step 2 trained on

@@ -19,7 +19,8 @@ and the raw-text completions the format reward needs: all in :mod:`training.csv_
 docstring gives each reason. Here: the recipe (TRL's fields we use, named as TRL names them,
 plus ``trl_args`` for any other ``trl.GRPOConfig`` field), LoRA merge before saving so the
 checkpoint loads with :func:`agent_tools.policies.load_policy`, and the manifest written into
-every checkpoint (:func:`ManifestCallback`).
+every checkpoint (:func:`ManifestCallback`), and with ``policy_steps`` a loadable policy after
+those steps (:func:`PolicySnapshotCallback`: the learning curve of one run, evaluated afterwards).
 
 Data: with ``filter_uniform_frames`` (TimeSearch-R's stage-1 filter, :mod:`training.filtering`),
 :func:`build_trainer` first drops the prompts the starting policy answers from that many uniform
@@ -41,7 +42,7 @@ The recipe itself (:class:`GRPOConfig`, :data:`REWARD_SETS`, :func:`trl_config`)
 :mod:`training.grpo_config` and is re-exported here.
 
 Names: :class:`GRPOConfig`, :func:`build_trainer`, :func:`train_grpo`, :class:`GRPOResult`,
-:func:`ManifestCallback`, :func:`group_advantages`, :data:`REWARD_SETS`, :func:`main`
+:func:`ManifestCallback`, :func:`PolicySnapshotCallback`, :func:`group_advantages`, :data:`REWARD_SETS`, :func:`main`
 (``python -m training.grpo --config training/configs/grpo_tiny.json``).
 """
 
@@ -61,6 +62,7 @@ __all__ = [
     "GRPOResult",
     "REWARD_SETS",
     "ManifestCallback",
+    "PolicySnapshotCallback",
     "group_advantages",
     "trl_config",
     "build_trainer",
@@ -113,6 +115,53 @@ def ManifestCallback(policy: Any, config: GRPOConfig):
                 write_run_files(ckpt, manifest, config=config, trainer="grpo")
 
     return _ManifestCallback()
+
+
+def PolicySnapshotCallback(trainer: Any, policy: Any, config: GRPOConfig):
+    """A ``TrainerCallback`` writing a loadable policy to ``output_dir/policy-step-N`` after each step in ``policy_steps``.
+
+    The policy folder is what :func:`train_grpo` writes at the end (LoRA merged, manifest), taken
+    from a copy of the model mid-run, so training goes on untouched: the learning curve of a
+    run can be evaluated on held-out questions from one run.
+
+    Raises:
+        TrainingConfigError: At the first snapshot, when the model's parameters are ZeRO-3
+            partitioned (copying them is not supported: use ``save_steps`` and merge the adapters).
+    """
+    import copy
+
+    from transformers import TrainerCallback
+
+    from training.common import save_checkpoint
+
+    class _PolicySnapshotCallback(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.global_step not in config.policy_steps:
+                return
+            model = trainer.accelerator.unwrap_model(trainer.model)
+            if any(hasattr(p, "ds_id") for p in model.parameters()):
+                raise TrainingConfigError("policy_steps is not supported under DeepSpeed ZeRO-3: use save_steps "
+                                          "and merge the adapters of checkpoint-N afterwards")
+            if not trainer.accelerator.is_main_process:
+                return
+            snap = copy.deepcopy(model)
+            if hasattr(snap, "merge_and_unload"):
+                snap = snap.merge_and_unload()
+            view = copy.copy(policy)
+            view.model = snap
+            save_checkpoint(
+                view,
+                Path(config.output_dir) / f"policy-step-{state.global_step}",
+                config=config,
+                trainer="grpo",
+                name=f"{config.run_name or Path(config.output_dir).name}@{state.global_step}",
+                encoder=config.encoder,
+                notes=f"TRL GRPOTrainer, snapshot after step {state.global_step} of {state.max_steps}, reward set "
+                f"{config.reward_set}, {config.observation} observations",
+                **config.manifest_updates(),
+            )
+
+    return _PolicySnapshotCallback()
 
 
 @dataclass
@@ -285,6 +334,12 @@ def build_trainer(
         environment_factory=env_factory,
         callbacks=[ManifestCallback(policy, config)],
     )
+    if config.policy_steps:
+        plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+        if plugin is not None and getattr(plugin, "zero_stage", 0) == 3:
+            raise TrainingConfigError("policy_steps is not supported under DeepSpeed ZeRO-3: use save_steps "
+                                      "and merge the adapters of checkpoint-N afterwards")
+        trainer.add_callback(PolicySnapshotCallback(trainer, policy, config))
     verifier.bind(trainer)
     trainer.filter_report = report
     from training.replay import make_replay_buffer

@@ -105,6 +105,12 @@ class GRPOConfig:
         default="none", metadata={"help": "TRL: none, tensorboard, wandb, trackio... (list or name)."}
     )
     save_steps: Union[int, float] = field(default=500, metadata={"help": "TRL: write checkpoint-N every N steps."})
+    policy_steps: list[int] = field(
+        default_factory=list,
+        metadata={"help": "Also write a loadable policy to output_dir/policy-step-N after each of these steps "
+                  "(LoRA merged into a copy), e.g. to evaluate the learning curve; a LoRA run's TRL "
+                  "checkpoint-N holds adapters only. Not under DeepSpeed ZeRO-3."},
+    )
     save_total_limit: Optional[int] = field(default=None, metadata={"help": "TRL: checkpoints kept."})
     eval_strategy: str = field(default="no", metadata={"help": "TRL: no | steps | epoch (needs eval_data)."})
     eval_steps: Optional[int] = field(default=None, metadata={"help": "TRL: evaluate every N steps."})
@@ -160,6 +166,11 @@ class GRPOConfig:
             raise TrainingConfigError(f"tag_top_k must be >= 1, got {self.tag_top_k}")
         if self.preview_frames < 0:
             raise TrainingConfigError(f"preview_frames must be >= 0, got {self.preview_frames}")
+        if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in self.policy_steps):
+            raise TrainingConfigError(f"policy_steps must be a list of step numbers >= 1, got {self.policy_steps!r}")
+        late = [n for n in self.policy_steps if n > self.max_steps]
+        if late:
+            raise TrainingConfigError(f"policy_steps {late} come after max_steps {self.max_steps}: valid 1..{self.max_steps}")
         if self.filter_uniform_frames < 0:
             raise TrainingConfigError(f"filter_uniform_frames must be >= 0 (0: no filter), got {self.filter_uniform_frames}")
         if self.reward_set not in REWARD_SETS:
