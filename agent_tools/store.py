@@ -43,7 +43,7 @@ from .errors import VideoReadError
 from .types import VideoInfo
 from .video import check_path, fit_size, open_video
 
-__all__ = ["FrameEmbeddings", "FrameEmbeddingStore", "fingerprint_file", "ProgressFn", "STORE_VERSION"]
+__all__ = ["FrameEmbeddings", "FrameEmbeddingStore", "file_digest", "fingerprint_file", "ProgressFn", "STORE_VERSION"]
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +141,8 @@ def _atomic_write(path: Path, write: Callable[[object], None]) -> None:
             tmp.unlink()
 
 
-def _file_digest(path: Path) -> str:
-    """BLAKE2b (128-bit) of a file's bytes, read in 1 MiB blocks."""
+def file_digest(path: Path) -> str:
+    """BLAKE2b (128-bit) hex digest of a file's bytes, read in 1 MiB blocks (the store's and the vector index's checksums)."""
     h = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -251,7 +251,7 @@ class FrameEmbeddingStore:
             emb_path, ts_path = stem.with_suffix(".npy"), stem.with_name(stem.name + ".ts.npy")
             sums = meta.get("checksums") or {}
             for p in (emb_path, ts_path):
-                if _file_digest(p) != sums.get(p.name.split("@", 1)[-1]):
+                if file_digest(p) != sums.get(p.name.split("@", 1)[-1]):
                     raise ValueError(f"checksum mismatch in {p.name}")
             with _NPY_LOCK:
                 emb = np.load(emb_path, mmap_mode="r")
@@ -436,7 +436,7 @@ class FrameEmbeddingStore:
         meta = {
             "version": STORE_VERSION,
             "checksums": {
-                p.name.split("@", 1)[-1]: _file_digest(p)
+                p.name.split("@", 1)[-1]: file_digest(p)
                 for p in (stem.with_suffix(".npy"), stem.with_name(stem.name + ".ts.npy"))
             },
             "count": len(entry),

@@ -12,13 +12,13 @@ Map:
   :func:`_as_f32` (vectors as a contiguous ``(n, dim)`` float32 array, or
   :class:`~agent_tools.errors.InvalidArgumentError`).
 - Checksums: :data:`CHECKSUM_FILE` (``checksums.json``, size and BLAKE2b digest per index file),
-  :func:`_digest`, :func:`_read_sums` (raises :class:`~agent_tools.errors.IndexCorruptError` on a
-  damaged file), :func:`_write_sums` (atomic).
+  :func:`_digest` (:func:`agent_tools.store.file_digest`, shared with the frame store),
+  :func:`_read_sums` (raises :class:`~agent_tools.errors.IndexCorruptError` on a damaged file),
+  :func:`_write_sums` (atomic).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -29,6 +29,7 @@ import numpy as np
 
 from agent_tools.corpus._io import atomic_write
 from agent_tools.errors import IndexCorruptError, InvalidArgumentError
+from agent_tools.store import file_digest as _digest  # BLAKE2b (16-byte) of a file's bytes
 
 __all__ = [
     "CHECKSUM_FILE",
@@ -45,15 +46,6 @@ __all__ = [
 
 CHECKSUM_FILE = "checksums.json"
 """Beside the index files: ``{name: {"size", "blake2b"}}`` for each file written."""
-
-
-def _digest(path: Path) -> str:
-    """BLAKE2b (16-byte) hex digest of a file, read in 4 MiB blocks."""
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _read_sums(folder: Path) -> dict:
