@@ -307,6 +307,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     late = [n for n in args.grpo_policy_steps if not 1 <= n <= args.grpo_steps]
     if late:
         p.error(f"--grpo-policy-steps {late}: valid steps are 1..{args.grpo_steps} (--grpo-steps)")
+    if args.grpo_pool_videos and args.grpo_pool_world in (0, 1):
+        p.error(f"--grpo-pool-world {args.grpo_pool_world} is the proof's (0) or the fresh held-out world's (1) seed: "
+                "give another (default 2)")
     import torch
 
     # one thread: on 2 shared cores a 2-thread torch process slowed 10x whenever another process ran
@@ -324,9 +327,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     encoder, searcher = _searcher(args, work)
     pool = None
     if args.grpo_pool_videos > 0:
-        if args.grpo_pool_world in (0, 1):
-            raise SystemExit(f"--grpo-pool-world {args.grpo_pool_world} is the proof's or the held-out world's seed: "
-                             "give another (default 2)")
         pool = build_world(work / f"pool-s{args.grpo_pool_world}", n_train=args.grpo_pool_videos, n_test=1,
                            seed=args.grpo_pool_world)
     for folder in (world, pool) if pool else (world,):  # embed every video once, before any worker starts

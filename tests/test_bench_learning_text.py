@@ -147,3 +147,16 @@ def test_collate_grpo_steps_pools_each_view_per_step_from_one_sft_start(tmp_path
     with pytest.raises(SystemExit, match="learning_proof_sampled.json"):
         (tmp_path / "r8" / "learning_proof_sampled.json").unlink()
         C.main(["--run", f"8={tmp_path / 'r8'}", "--out", str(tmp_path / "d")])
+
+
+def test_grpo_options_are_checked_before_any_work(tmp_path, capsys):
+    """A policy step past --grpo-steps, or a prompt pool drawn from the proof's or the held-out world, is refused
+    at once (before the world is rendered or a model loaded), naming what is valid."""
+    with pytest.raises(SystemExit):
+        B.main(["--grpo-steps", "8", "--grpo-policy-steps", "4", "9", "--work", str(tmp_path)])
+    assert "--grpo-policy-steps [9]: valid steps are 1..8" in capsys.readouterr().err
+    for seed in ("0", "1"):
+        with pytest.raises(SystemExit):
+            B.main(["--grpo-pool-videos", "10", "--grpo-pool-world", seed, "--work", str(tmp_path)])
+        assert f"--grpo-pool-world {seed} is the proof's (0) or the fresh held-out world's (1) seed" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing written
