@@ -122,7 +122,8 @@ def PolicySnapshotCallback(trainer: Any, policy: Any, config: GRPOConfig):
 
     The policy folder is what :func:`train_grpo` writes at the end (LoRA merged, manifest), taken
     from a copy of the model mid-run, so training goes on untouched: the learning curve of a
-    run can be evaluated on held-out questions from one run.
+    run can be evaluated on held-out questions from one run. The copy sits on the model's device
+    and takes its memory once more until it is written.
 
     Raises:
         TrainingConfigError: At the first snapshot, when the model's parameters are ZeRO-3

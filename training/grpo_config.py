@@ -109,7 +109,8 @@ class GRPOConfig:
         default_factory=list,
         metadata={"help": "Also write a loadable policy to output_dir/policy-step-N after each of these steps "
                   "(LoRA merged into a copy), e.g. to evaluate the learning curve; a LoRA run's TRL "
-                  "checkpoint-N holds adapters only. Not under DeepSpeed ZeRO-3."},
+                  "checkpoint-N holds adapters only. The copy takes the model's memory once more while it is "
+                  "written. Not under DeepSpeed ZeRO-3."},
     )
     save_total_limit: Optional[int] = field(default=None, metadata={"help": "TRL: checkpoints kept."})
     eval_strategy: str = field(default="no", metadata={"help": "TRL: no | steps | epoch (needs eval_data)."})
