@@ -117,49 +117,43 @@ def ManifestCallback(policy: Any, config: GRPOConfig):
     return _ManifestCallback()
 
 
+def _save_policy(policy: Any, out_dir: Any, config: GRPOConfig, *, name: Optional[str], notes: str) -> Path:
+    """Write ``policy`` as a GRPO checkpoint (manifest of this recipe: encoder, observation mode)."""
+    from training.common import save_checkpoint
+
+    return save_checkpoint(policy, out_dir, config=config, trainer="grpo", name=name, encoder=config.encoder,
+                           notes=notes, **config.manifest_updates())
+
+
 def PolicySnapshotCallback(trainer: Any, policy: Any, config: GRPOConfig):
     """A ``TrainerCallback`` writing a loadable policy to ``output_dir/policy-step-N`` after each step in ``policy_steps``.
 
     The policy folder is what :func:`train_grpo` writes at the end (LoRA merged, manifest), taken
     from a copy of the model mid-run, so training goes on untouched: the learning curve of a
     run can be evaluated on held-out questions from one run. The copy sits on the model's device
-    and takes its memory once more until it is written.
-
-    Raises:
-        TrainingConfigError: At the first snapshot, when the model's parameters are ZeRO-3
-            partitioned (copying them is not supported: use ``save_steps`` and merge the adapters).
+    and takes its memory once more until it is written. :func:`build_trainer` refuses it under
+    ZeRO-3, whose partitioned parameters cannot be copied this way.
     """
     import copy
 
     from transformers import TrainerCallback
 
-    from training.common import save_checkpoint
-
     class _PolicySnapshotCallback(TrainerCallback):
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if state.global_step not in config.policy_steps:
+            if state.global_step not in config.policy_steps or not trainer.accelerator.is_main_process:
                 return
-            model = trainer.accelerator.unwrap_model(trainer.model)
-            if any(hasattr(p, "ds_id") for p in model.parameters()):
-                raise TrainingConfigError("policy_steps is not supported under DeepSpeed ZeRO-3: use save_steps "
-                                          "and merge the adapters of checkpoint-N afterwards")
-            if not trainer.accelerator.is_main_process:
-                return
-            snap = copy.deepcopy(model)
+            snap = copy.deepcopy(trainer.accelerator.unwrap_model(trainer.model))
             if hasattr(snap, "merge_and_unload"):
                 snap = snap.merge_and_unload()
             view = copy.copy(policy)
             view.model = snap
-            save_checkpoint(
+            _save_policy(
                 view,
                 Path(config.output_dir) / f"policy-step-{state.global_step}",
-                config=config,
-                trainer="grpo",
+                config,
                 name=f"{config.run_name or Path(config.output_dir).name}@{state.global_step}",
-                encoder=config.encoder,
                 notes=f"TRL GRPOTrainer, snapshot after step {state.global_step} of {state.max_steps}, reward set "
                 f"{config.reward_set}, {config.observation} observations",
-                **config.manifest_updates(),
             )
 
     return _PolicySnapshotCallback()
@@ -366,7 +360,7 @@ def train_grpo(
     Returns:
         The :class:`GRPOResult`; ``output_dir`` loads with :func:`agent_tools.policies.load_policy`.
     """
-    from training.common import gathered_parameters, save_checkpoint
+    from training.common import gathered_parameters
 
     trainer, policy = build_trainer(
         config,
@@ -386,16 +380,13 @@ def train_grpo(
     # ZeRO-3 (the 7B recipe's launch) shards the weights: gather them on every rank, write on one
     with gathered_parameters(model):
         if trainer.accelerator.is_main_process:
-            out = save_checkpoint(
+            out = _save_policy(
                 policy,
                 config.output_dir,
-                config=config,
-                trainer="grpo",
+                config,
                 name=config.run_name,
-                encoder=config.encoder,
                 notes=f"TRL GRPOTrainer, {trainer.state.global_step} steps, reward set {config.reward_set}, "
                 f"{config.observation} observations",
-                **config.manifest_updates(),
             )
     return GRPOResult(out, list(trainer.state.log_history), trainer.filter_report)
 
